@@ -1,0 +1,332 @@
+//! The [`Authenticator`] trait and the [`Gate`] that adapters call.
+//!
+//! An [`Authenticator`] owns one credential kind. The [`Gate`] is everything an adapter needs
+//! from the core in one call: it reads the credentials through [`HeaderSource`], answers from the
+//! authenticator's cache when it can (no allocation, no future), otherwise hands back a future,
+//! applies the gate-wide [`Policy`], and records the audit event. Adapters only translate
+//! [`Check`] into their framework's types.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use auth_core::jwt::{Issuer, Jwt};
+//! use auth_core::keys::{KeySet, VerifyingKey};
+//! use auth_core::{AuthError, Check, Gate};
+//!
+//! let keys = KeySet::new(vec![VerifyingKey::hmac(&[7; 32], None).unwrap()]).unwrap();
+//! let jwt = Jwt::builder().issuer(Issuer::any().keys(keys)).build().unwrap();
+//! let gate = Gate::builder(jwt).realm("api").build();
+//!
+//! let headers = http::HeaderMap::new();
+//! let Check::Ready(result) = gate.check(&headers) else { unreachable!() };
+//! let err = result.unwrap_err();
+//! assert_eq!(err, AuthError::MissingCredentials);
+//! assert_eq!(err.www_authenticate(gate.realm()).unwrap(), r#"Bearer realm="api""#);
+//! # }
+//! ```
+
+use crate::audit::{AuditEvent, AuditSink, Outcome, TracingAudit};
+use crate::credentials::{CredentialLimits, Credentials, HeaderSource};
+use crate::error::AuthError;
+use crate::jwt::Jwt;
+use crate::policy::Policy;
+use crate::principal::{AuthMethod, Principal};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Credentials copied out of a request, for the slow (asynchronous) path.
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OwnedCredentials {
+    /// The bearer token, if any.
+    pub bearer: Option<String>,
+}
+
+impl fmt::Debug for OwnedCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedCredentials")
+            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl From<&Credentials<'_>> for OwnedCredentials {
+    fn from(c: &Credentials<'_>) -> Self {
+        Self {
+            bearer: c.bearer().map(str::to_owned),
+        }
+    }
+}
+
+/// Verifies one kind of credential.
+pub trait Authenticator: Send + Sync + 'static {
+    /// The credential kind this authenticator verifies.
+    fn method(&self) -> AuthMethod;
+
+    /// Whether the request presents a credential of this kind.
+    fn accepts(&self, credentials: &Credentials<'_>) -> bool;
+
+    /// Answers from a cache without waiting, or `None` when a full verification is needed.
+    fn authenticate_cached(
+        &self,
+        credentials: &Credentials<'_>,
+    ) -> Option<Result<Principal, AuthError>> {
+        let _ = credentials;
+        None
+    }
+
+    /// Verifies the credentials fully.
+    fn authenticate(
+        &self,
+        credentials: OwnedCredentials,
+    ) -> BoxFuture<'static, Result<Principal, AuthError>>;
+}
+
+impl Authenticator for Jwt {
+    fn method(&self) -> AuthMethod {
+        AuthMethod::Jwt
+    }
+
+    fn accepts(&self, credentials: &Credentials<'_>) -> bool {
+        credentials.bearer().is_some()
+    }
+
+    fn authenticate_cached(
+        &self,
+        credentials: &Credentials<'_>,
+    ) -> Option<Result<Principal, AuthError>> {
+        self.verify_cached(credentials.bearer()?)
+    }
+
+    fn authenticate(
+        &self,
+        credentials: OwnedCredentials,
+    ) -> BoxFuture<'static, Result<Principal, AuthError>> {
+        let jwt = self.clone();
+        Box::pin(async move {
+            match credentials.bearer {
+                Some(token) => jwt.verify(&token).await,
+                None => Err(AuthError::MissingCredentials),
+            }
+        })
+    }
+}
+
+/// Whether a route needs credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Requests without credentials are refused with 401.
+    #[default]
+    Required,
+    /// Requests without credentials go through without a principal; presented credentials must
+    /// still be valid.
+    Optional,
+}
+
+/// The result of [`Gate::check`].
+pub enum Check {
+    /// Decided without waiting: `Ok(None)` is an anonymous request on an optional route.
+    Ready(Result<Option<Principal>, AuthError>),
+    /// A full verification is needed; the future is `'static` and `Send`.
+    Pending(BoxFuture<'static, Result<Option<Principal>, AuthError>>),
+}
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
+            Self::Pending(_) => f.write_str("Pending(..)"),
+        }
+    }
+}
+
+struct GateInner {
+    authenticator: Arc<dyn Authenticator>,
+    policy: Option<Arc<dyn Policy>>,
+    mode: Mode,
+    limits: CredentialLimits,
+    audit: Arc<dyn AuditSink>,
+    realm: String,
+}
+
+/// Authenticates requests for an adapter: credentials, authenticator, policy, audit. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Gate {
+    inner: Arc<GateInner>,
+}
+
+impl fmt::Debug for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gate")
+            .field("mode", &self.inner.mode)
+            .field("realm", &self.inner.realm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Gate`].
+#[must_use]
+pub struct GateBuilder {
+    inner: GateInner,
+}
+
+impl fmt::Debug for GateBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GateBuilder").finish_non_exhaustive()
+    }
+}
+
+impl GateBuilder {
+    /// Lets requests without credentials through without a principal.
+    pub fn optional(mut self) -> Self {
+        self.inner.mode = Mode::Optional;
+        self
+    }
+    /// Sets the mode.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.inner.mode = mode;
+        self
+    }
+    /// Applies `policy` to every authenticated request.
+    pub fn policy(mut self, policy: impl Policy) -> Self {
+        self.inner.policy = Some(Arc::new(policy));
+        self
+    }
+    /// Sets the `realm` of challenges (default `api`).
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.inner.realm = realm.into();
+        self
+    }
+    /// Sets the credential size limits.
+    pub fn limits(mut self, limits: CredentialLimits) -> Self {
+        self.inner.limits = limits;
+        self
+    }
+    /// Sends audit events to `sink` (default: [`TracingAudit`]).
+    pub fn audit(mut self, sink: impl AuditSink) -> Self {
+        self.inner.audit = Arc::new(sink);
+        self
+    }
+    /// Finishes the gate.
+    pub fn build(self) -> Gate {
+        Gate {
+            inner: Arc::new(self.inner),
+        }
+    }
+}
+
+impl Gate {
+    /// A gate in front of `authenticator`.
+    pub fn builder(authenticator: impl Authenticator) -> GateBuilder {
+        Self::builder_arc(Arc::new(authenticator))
+    }
+
+    /// A gate in front of a shared authenticator.
+    pub fn builder_arc(authenticator: Arc<dyn Authenticator>) -> GateBuilder {
+        GateBuilder {
+            inner: GateInner {
+                authenticator,
+                policy: None,
+                mode: Mode::Required,
+                limits: CredentialLimits::default(),
+                audit: Arc::new(TracingAudit),
+                realm: "api".into(),
+            },
+        }
+    }
+
+    /// The realm of challenges.
+    pub fn realm(&self) -> &str {
+        &self.inner.realm
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    /// The audit sink, for adapters that make further decisions (route policies).
+    pub fn audit(&self) -> &dyn AuditSink {
+        &*self.inner.audit
+    }
+
+    /// Checks a request.
+    pub fn check<H: HeaderSource + ?Sized>(&self, headers: &H) -> Check {
+        let inner = &*self.inner;
+        let started = (inner.audit.enabled(Outcome::Allowed)
+            || inner.audit.enabled(Outcome::Denied))
+        .then(Instant::now);
+        let creds = match Credentials::from_headers(headers, &inner.limits) {
+            Ok(c) => c,
+            Err(e) => return Check::Ready(self.finish(Err(e), started)),
+        };
+        if !inner.authenticator.accepts(&creds) {
+            return Check::Ready(match inner.mode {
+                Mode::Optional => Ok(None),
+                Mode::Required => self.finish(Err(AuthError::MissingCredentials), started),
+            });
+        }
+        if let Some(result) = inner.authenticator.authenticate_cached(&creds) {
+            return Check::Ready(self.finish(result, started));
+        }
+        let fut = inner
+            .authenticator
+            .authenticate(OwnedCredentials::from(&creds));
+        let gate = self.clone();
+        Check::Pending(Box::pin(async move {
+            let result = fut.await;
+            gate.finish(result, started)
+        }))
+    }
+
+    /// Checks a request and waits for the answer.
+    ///
+    /// # Errors
+    ///
+    /// The reason the request is refused.
+    pub async fn check_async<H: HeaderSource + ?Sized>(
+        &self,
+        headers: &H,
+    ) -> Result<Option<Principal>, AuthError> {
+        match self.check(headers) {
+            Check::Ready(r) => r,
+            Check::Pending(f) => f.await,
+        }
+    }
+
+    fn finish(
+        &self,
+        result: Result<Principal, AuthError>,
+        started: Option<Instant>,
+    ) -> Result<Option<Principal>, AuthError> {
+        let inner = &*self.inner;
+        let result = result.and_then(|p| match &inner.policy {
+            Some(policy) => policy.check(&p).map(|()| p),
+            None => Ok(p),
+        });
+        let outcome = if result.is_ok() {
+            Outcome::Allowed
+        } else {
+            Outcome::Denied
+        };
+        if let Some(started) = started
+            && inner.audit.enabled(outcome)
+        {
+            inner.audit.record(&AuditEvent {
+                outcome,
+                reason: result.as_ref().err().map_or("ok", AuthError::reason),
+                method: Some(inner.authenticator.method()),
+                principal: result.as_ref().ok(),
+                latency: Some(started.elapsed()),
+            });
+        }
+        result.map(Some)
+    }
+}

@@ -1,0 +1,215 @@
+//! Reading credentials out of a request.
+//!
+//! The core knows no web framework: it reads headers through [`HeaderSource`], which each adapter
+//! implements over its own request type (an `http` 1 [`http::HeaderMap`] implementation ships
+//! with the default `http` feature; actix-web, still on `http` 0.2, gets its own in its adapter).
+//!
+//! [`Credentials::from_headers`] borrows from the request: the hot path copies nothing.
+//!
+//! ```
+//! use auth_core::credentials::{Credentials, CredentialLimits};
+//! use auth_core::{AuthError, RequestError};
+//!
+//! let mut headers = http::HeaderMap::new();
+//! headers.insert("authorization", "bearer abc.def.ghi".parse().unwrap());
+//! let creds = Credentials::from_headers(&headers, &CredentialLimits::default()).unwrap();
+//! assert_eq!(creds.bearer(), Some("abc.def.ghi"));
+//!
+//! headers.append("authorization", "Bearer other".parse().unwrap());
+//! assert_eq!(
+//!     Credentials::from_headers(&headers, &CredentialLimits::default()).unwrap_err(),
+//!     AuthError::InvalidRequest(RequestError::DuplicateAuthorization),
+//! );
+//! ```
+
+use crate::error::{AuthError, RequestError};
+
+/// Read access to a request's headers, implemented by each adapter over its request type.
+pub trait HeaderSource {
+    /// Iterator over the raw values of one header name.
+    type Values<'a>: Iterator<Item = &'a [u8]>
+    where
+        Self: 'a;
+
+    /// All values of the header `name` (lower-case), in order.
+    fn header_values<'a>(&'a self, name: &'static str) -> Self::Values<'a>;
+}
+
+#[cfg(feature = "http")]
+impl HeaderSource for http::HeaderMap {
+    type Values<'a> = std::iter::Map<
+        http::header::ValueIter<'a, http::HeaderValue>,
+        fn(&'a http::HeaderValue) -> &'a [u8],
+    >;
+
+    fn header_values<'a>(&'a self, name: &'static str) -> Self::Values<'a> {
+        self.get_all(name)
+            .iter()
+            .map(http::HeaderValue::as_bytes as fn(&'a http::HeaderValue) -> &'a [u8])
+    }
+}
+
+/// Size limits applied while reading credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialLimits {
+    /// Largest accepted `Authorization` header value, in bytes (default 16 KiB). Tokens have
+    /// their own, smaller limit in their verifier (8 KiB for JWTs), answered with
+    /// `invalid_token`; this one guards the header itself and is answered with
+    /// `invalid_request`.
+    pub max_header_len: usize,
+}
+
+impl Default for CredentialLimits {
+    fn default() -> Self {
+        Self {
+            max_header_len: 16 * 1024,
+        }
+    }
+}
+
+/// What a request presents, borrowed from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Credentials<'a> {
+    bearer: Option<&'a str>,
+}
+
+impl<'a> Credentials<'a> {
+    /// Credentials carrying a bearer token (for callers that read it themselves).
+    pub fn with_bearer(token: &'a str) -> Self {
+        Self {
+            bearer: Some(token),
+        }
+    }
+
+    /// Reads the credentials of a request.
+    ///
+    /// An `Authorization` header with another scheme (e.g. `Basic`) is not a bearer credential
+    /// and yields no bearer token.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::InvalidRequest`] when there is more than one `Authorization` header, when the
+    /// header is larger than [`CredentialLimits::max_header_len`], or when a `Bearer` header does
+    /// not follow RFC 6750 syntax (`Bearer` SP b64token).
+    pub fn from_headers<H: HeaderSource + ?Sized>(
+        headers: &'a H,
+        limits: &CredentialLimits,
+    ) -> Result<Self, AuthError> {
+        let mut values = headers.header_values("authorization");
+        let Some(value) = values.next() else {
+            return Ok(Self::default());
+        };
+        if values.next().is_some() {
+            return Err(AuthError::InvalidRequest(
+                RequestError::DuplicateAuthorization,
+            ));
+        }
+        if value.len() > limits.max_header_len {
+            return Err(AuthError::InvalidRequest(RequestError::HeaderTooLarge));
+        }
+        Ok(Self {
+            bearer: parse_bearer(value)?,
+        })
+    }
+
+    /// The bearer token, if one was presented.
+    pub fn bearer(&self) -> Option<&'a str> {
+        self.bearer
+    }
+
+    /// Whether the request presents no credential at all.
+    pub fn is_empty(&self) -> bool {
+        self.bearer.is_none()
+    }
+}
+
+/// Parses `Bearer <b64token>`; `Ok(None)` for another scheme.
+fn parse_bearer(value: &[u8]) -> Result<Option<&str>, AuthError> {
+    const SCHEME: &[u8] = b"bearer";
+    let malformed = || AuthError::InvalidRequest(RequestError::MalformedAuthorization);
+    let scheme_end = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
+    let scheme = &value[..scheme_end];
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return Ok(None);
+    }
+    // RFC 6750 2.1: "Bearer" 1*SP b64token
+    let rest = &value[scheme_end..];
+    let token_start = rest.iter().position(|&b| b != b' ').ok_or_else(malformed)?;
+    let token = &rest[token_start..];
+    if !is_b64token(token) {
+        return Err(malformed());
+    }
+    // Every byte is ASCII, checked above.
+    std::str::from_utf8(token)
+        .map(Some)
+        .map_err(|_| malformed())
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+fn is_b64token(token: &[u8]) -> bool {
+    let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    body_end > 0
+        && token[..body_end].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: &str) -> Result<Option<&str>, AuthError> {
+        parse_bearer(v.as_bytes())
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        assert_eq!(parse("BEARER t.o.k").unwrap(), Some("t.o.k"));
+        assert_eq!(parse("bEaReR   t.o.k").unwrap(), Some("t.o.k"));
+    }
+
+    #[test]
+    fn other_schemes_are_not_bearer() {
+        assert_eq!(parse("Basic dXNlcjpwYXNz").unwrap(), None);
+        assert_eq!(parse("Bearerx abc").unwrap(), None);
+    }
+
+    #[test]
+    fn malformed_bearer_values_are_invalid_request() {
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a\tb",
+            "Bearer =abc",
+            "Bearer a,b",
+            "Bearer ä",
+        ] {
+            assert_eq!(
+                parse(bad),
+                Err(AuthError::InvalidRequest(
+                    RequestError::MalformedAuthorization
+                )),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn padding_is_allowed_only_at_the_end() {
+        assert_eq!(parse("Bearer abc==").unwrap(), Some("abc=="));
+        assert!(parse("Bearer ab=c").is_err());
+    }
+
+    #[test]
+    fn oversized_header_is_refused() {
+        let mut h = http::HeaderMap::new();
+        let big = format!("Bearer {}", "a".repeat(17 * 1024));
+        h.insert("authorization", big.parse().unwrap());
+        assert_eq!(
+            Credentials::from_headers(&h, &CredentialLimits::default()),
+            Err(AuthError::InvalidRequest(RequestError::HeaderTooLarge))
+        );
+    }
+}
