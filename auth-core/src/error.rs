@@ -323,6 +323,43 @@ impl AuthError {
         }
     }
 
+    /// The reason phrase of [`AuthError::http_status`].
+    pub fn http_title(&self) -> &'static str {
+        match self.http_status() {
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            429 => "Too Many Requests",
+            503 => "Service Unavailable",
+            _ => "Internal Server Error",
+        }
+    }
+
+    /// Seconds to send in `Retry-After` (429), rounded up.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } => {
+                Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
+            }
+            _ => None,
+        }
+    }
+
+    /// The response body: an RFC 9457 problem-details object (`application/problem+json`) with
+    /// the RFC 6750 code as the `error` extension member. Safe to send.
+    pub fn problem_json(&self) -> String {
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "title": self.http_title(),
+            "status": self.http_status(),
+            "detail": self.description(),
+        });
+        if let Some(code) = self.rfc6750_code() {
+            body["error"] = code.into();
+        }
+        body.to_string()
+    }
+
     /// The `WWW-Authenticate` value for the `Bearer` scheme, or `None` where the outcome table
     /// sends no challenge (429, 503, 500).
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {

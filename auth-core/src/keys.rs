@@ -463,12 +463,14 @@ impl VerifyingKey {
         self.retired.load(Ordering::Acquire)
     }
 
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn retire(&self) {
         self.retired.store(true, Ordering::Release);
     }
 
     /// Whether two keys hold the same public material, algorithms and id (used to carry keys
     /// over a JWKS refresh, so that cached verifications made with them stay valid).
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn same_as(&self, other: &Self) -> bool {
         self.kid == other.kid
             && self.kind == other.kind
@@ -477,6 +479,7 @@ impl VerifyingKey {
     }
 }
 
+#[cfg_attr(not(feature = "jwks"), allow(dead_code))]
 fn material(key: &DecodingKey) -> Option<(&[u8], &[u8])> {
     match key.kind() {
         DecodingKeyKind::SecretOrDer(b) => Some((b, &[])),
@@ -717,6 +720,7 @@ impl KeySet {
     }
 
     /// Marks every key of this set that `next` does not hold as retired.
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn retire_missing(&self, next: &KeySet) {
         for k in &self.keys {
             if !next.keys.iter().any(|n| Arc::ptr_eq(n, k)) {
@@ -726,6 +730,7 @@ impl KeySet {
     }
 
     /// Marks every key retired.
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn retire_all(&self) {
         self.keys.iter().for_each(|k| k.retire());
     }

@@ -1,0 +1,256 @@
+//! [`AuthLayer`]: authenticate every request with a [`Gate`].
+//!
+//! On success the [`Principal`] is inserted into the request extensions and the inner service is
+//! called; otherwise the layer answers itself (401/400/403/429/503 with the RFC 6750 challenge).
+//! A token already verified is answered from the core's cache without allocating a future.
+//!
+//! ```
+//! use auth_core::jwt::{Issuer, Jwt};
+//! use auth_core::keys::{KeySet, VerifyingKey};
+//! use auth_tower::AuthLayer;
+//! use axum::{Router, routing::get};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let keys = KeySet::new(vec![VerifyingKey::hmac(&[7; 32], None).unwrap()]).unwrap();
+//! let jwt = Jwt::builder().issuer(Issuer::new("https://issuer.example").keys(keys)).build().unwrap();
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(AuthLayer::jwt(jwt));
+//!
+//! let res = app.oneshot(http::Request::new(axum::body::Body::empty())).await.unwrap();
+//! assert_eq!(res.status(), 401);
+//! assert_eq!(res.headers()["www-authenticate"], r#"Bearer realm="api""#);
+//! # }
+//! ```
+
+use crate::response::error_response;
+use auth_core::jwt::Jwt;
+use auth_core::{AuthError, BoxFuture, Check, Gate, Principal};
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// What the layer leaves in the request extensions besides the [`Principal`]: the realm for
+/// challenges rendered later (by extractors and route guards), and whether the request was
+/// authenticated at all.
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    gate: Gate,
+}
+
+impl AuthContext {
+    /// The realm of challenges.
+    pub fn realm(&self) -> &str {
+        self.gate.realm()
+    }
+
+    /// The gate that checked the request (for its audit sink).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+}
+
+/// Applies [`AuthService`] to a service.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    gate: Gate,
+    context: AuthContext,
+}
+
+impl AuthLayer {
+    /// A layer in front of `gate`.
+    pub fn new(gate: Gate) -> Self {
+        let context = AuthContext { gate: gate.clone() };
+        Self { gate, context }
+    }
+
+    /// A layer that requires a valid JWT (a [`Gate`] with default settings).
+    pub fn jwt(jwt: Jwt) -> Self {
+        Self::new(Gate::builder(jwt).build())
+    }
+
+    /// The gate this layer checks requests with.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            gate: self.gate.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+/// Authenticates requests before passing them to `S`.
+#[derive(Debug, Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    gate: Gate,
+    context: AuthContext,
+}
+
+impl<S> AuthService<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, gate: Gate) -> Self {
+        AuthLayer::new(gate).layer(inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        match self.gate.check(req.headers()) {
+            Check::Ready(Ok(principal)) => {
+                let ext = req.extensions_mut();
+                if let Some(p) = principal {
+                    ext.insert(p);
+                }
+                ext.insert(self.context.clone());
+                ResponseFuture::calling(self.inner.call(req))
+            }
+            Check::Ready(Err(e)) => {
+                ResponseFuture::reject(error_response(&e, self.context.realm()))
+            }
+            Check::Pending(check) => {
+                // The ready service goes into the future; a clone (not yet ready) stays here.
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Checking {
+                        check,
+                        request: Some(req),
+                        service: ready,
+                        context: self.context.clone(),
+                    },
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`AuthService`].
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Checking {
+            check: BoxFuture<'static, Result<Option<Principal>, AuthError>>,
+            request: Option<Request<ReqBody>>,
+            service: S,
+            context: AuthContext,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+        Rejected {
+            response: Option<S::Response>,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn calling(future: S::Future) -> Self {
+        Self {
+            state: State::Calling { future },
+        }
+    }
+
+    fn reject(response: S::Response) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Checking {
+                    check,
+                    request,
+                    service,
+                    context,
+                } => {
+                    let outcome = ready!(check.as_mut().poll(cx));
+                    let mut req = request.take().expect("future polled after completion");
+                    let next = match outcome {
+                        Ok(principal) => {
+                            let ext = req.extensions_mut();
+                            if let Some(p) = principal {
+                                ext.insert(p);
+                            }
+                            ext.insert(context.clone());
+                            State::Calling {
+                                future: service.call(req),
+                            }
+                        }
+                        Err(e) => State::Rejected {
+                            response: Some(error_response(&e, context.realm())),
+                        },
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Rejected { response } => {
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .expect("future polled after completion")));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Rendering an [`AuthError`] as an HTTP response: status, `WWW-Authenticate` challenge,
+//! `Retry-After`, and a small RFC 9457 problem-details body. Everything comes from the core's
+//! outcome table; nothing here decides.
+
+use auth_core::AuthError;
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+/// Builds the response for `error`, with challenges for `realm`.
+///
+/// ```
+/// use auth_core::{AuthError, TokenError};
+///
+/// let res: http::Response<String> =
+///     auth_tower::error_response(&AuthError::InvalidToken(TokenError::Expired), "api");
+/// assert_eq!(res.status(), 401);
+/// assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+/// ```
+pub fn error_response<B: From<Bytes>>(error: &AuthError, realm: &str) -> Response<B> {
+    if error.http_status() == 500 {
+        // A server bug (such as a missing layer): say so in the log, not to the caller.
+        tracing::error!(target: "auth::tower", error = %error, "authentication misconfigured");
+    }
+    let mut res = Response::new(B::from(Bytes::from(error.problem_json())));
+    *res.status_mut() =
+        StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = res.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Some(challenge) = error.www_authenticate(realm)
+        && let Ok(v) = HeaderValue::try_from(challenge)
+    {
+        headers.insert(WWW_AUTHENTICATE, v);
+    }
+    if let Some(secs) = error.retry_after_secs() {
+        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
+}

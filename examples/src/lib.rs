@@ -1,0 +1,7 @@
+//! Shared pieces of the example binaries: the embedded development issuer, the demo routes'
+//! responses, and command-line helpers.
+//!
+//! The binaries are the product; this library keeps them from repeating each other.
+
+pub mod dev_issuer;
+pub mod duration;
