@@ -127,8 +127,6 @@ pub enum TokenError {
     InvalidAudience,
     /// `typ` is not what the configured profile requires (RFC 9068 `at+jwt`).
     InvalidType,
-    /// The key that verified this token has been removed from the trusted set.
-    KeyRetired,
     /// The token was revoked.
     Revoked,
     /// The token's claims do not have the shape the endpoint expects.
@@ -156,7 +154,6 @@ impl TokenError {
             Self::UnknownIssuer => "the token's issuer is not trusted",
             Self::InvalidAudience => "the token is not meant for this service",
             Self::InvalidType => "the token has the wrong type",
-            Self::KeyRetired => "the token's signing key is no longer trusted",
             Self::Revoked => "the token has been revoked",
             Self::ClaimsShape => "the token's claims are not what this endpoint expects",
         }
@@ -182,7 +179,6 @@ impl TokenError {
             Self::UnknownIssuer => "unknown_issuer",
             Self::InvalidAudience => "invalid_audience",
             Self::InvalidType => "invalid_type",
-            Self::KeyRetired => "key_retired",
             Self::Revoked => "revoked",
             Self::ClaimsShape => "claims_shape",
         }

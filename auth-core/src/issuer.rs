@@ -33,7 +33,7 @@ enum Pair {
     Rsa(aws_lc_rs::rsa::KeyPair),
     Ec(sig::EcdsaKeyPair),
     Ed(sig::Ed25519KeyPair),
-    Hmac(aws_lc_rs::hmac::Key, Vec<u8>),
+    Hmac(Box<aws_lc_rs::hmac::Key>, Vec<u8>),
 }
 
 /// A private signing key with its algorithm and key id.
@@ -110,7 +110,7 @@ impl SigningKey {
         } else if let Some((a, len)) = hmac_alg(alg) {
             let mut secret = vec![0; len];
             aws_lc_rs::rand::fill(&mut secret).map_err(|_| err("no randomness"))?;
-            Pair::Hmac(aws_lc_rs::hmac::Key::new(a, &secret), secret)
+            Pair::Hmac(Box::new(aws_lc_rs::hmac::Key::new(a, &secret)), secret)
         } else {
             Pair::Ed(
                 sig::Ed25519KeyPair::generate()
@@ -147,7 +147,7 @@ impl SigningKey {
             if der.len() < len {
                 return Err(err("HMAC secret shorter than the hash"));
             }
-            Pair::Hmac(aws_lc_rs::hmac::Key::new(a, der), der.to_vec())
+            Pair::Hmac(Box::new(aws_lc_rs::hmac::Key::new(a, der)), der.to_vec())
         } else {
             Pair::Ed(
                 sig::Ed25519KeyPair::from_pkcs8(der)

@@ -11,7 +11,7 @@
 //! use auth_core::keys::{KeySet, VerifyingKey};
 //!
 //! let set = KeySet::new(vec![VerifyingKey::hmac(&[7; 32], None).unwrap()]).unwrap();
-//! let err = jws::verify("eyJhbGciOiJub25lIn0.e30.", &set).unwrap_err();
+//! let err = jws::verify("eyJhbGciOiJub25lIn0.e30.c2ln", &set).unwrap_err();
 //! assert_eq!(err, auth_core::TokenError::UnsupportedAlgorithm);
 //! ```
 
@@ -209,7 +209,8 @@ mod tests {
             parse(&tok(r#"{"alg":"HS256","b64":false}"#)).unwrap_err(),
             TokenError::UnsupportedCritical
         );
-        let ok = parse(&tok(r#"{"alg":"ES256","kid":"k","jku":"https://evil"}"#)).unwrap();
+        let jku = tok(r#"{"alg":"ES256","kid":"k","jku":"https://evil"}"#);
+        let ok = parse(&jku).unwrap();
         assert_eq!(ok.header.kid.as_deref(), Some("k"));
     }
 

@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 /// ```
 /// use auth_core::{AuthError, TokenError};
 ///
-/// let res: http::Response<String> =
+/// let res: http::Response<axum::body::Body> =
 ///     auth_tower::error_response(&AuthError::InvalidToken(TokenError::Expired), "api");
 /// assert_eq!(res.status(), 401);
 /// assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
