@@ -421,6 +421,18 @@ impl fmt::Display for AuthError {
 
 impl std::error::Error for AuthError {}
 
+impl From<TokenError> for AuthError {
+    fn from(e: TokenError) -> Self {
+        Self::InvalidToken(e)
+    }
+}
+
+impl From<RequestError> for AuthError {
+    fn from(e: RequestError) -> Self {
+        Self::InvalidRequest(e)
+    }
+}
+
 /// A configuration error, returned by builders; never seen at request time.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -289,22 +289,32 @@ impl JwksCache {
         self.inner.fetch().await.is_ok()
     }
 
-    pub(crate) async fn refresh_for_unknown_key(&self) -> Option<Arc<KeySet>> {
+    /// Fetches again after a token named an unknown key, at most once per cool-down and once
+    /// for all concurrent callers. `Err(())` when no usable key is held at all (never fetched,
+    /// or dropped as stale): the verifier cannot decide.
+    pub(crate) async fn refresh_for_unknown_key(&self) -> Result<Option<Arc<KeySet>>, ()> {
         let inner = &*self.inner;
         let seen = inner.generation.load(Ordering::Acquire);
-        let _guard = inner.fetch_lock.lock().await;
-        if inner.generation.load(Ordering::Acquire) != seen {
+        let guard = inner.fetch_lock.lock().await;
+        let fresh = if inner.generation.load(Ordering::Acquire) != seen {
             // Another request fetched while this one waited: use its result.
-            return Some(self.keys());
+            Some(self.keys())
+        } else {
+            let cooling = inner
+                .state()
+                .last_attempt
+                .is_some_and(|t| t.elapsed() < inner.config.unknown_kid_cooldown);
+            if cooling {
+                None
+            } else {
+                inner.fetch().await.ok().map(|_| self.keys())
+            }
+        };
+        drop(guard);
+        if self.inner.keys.load().is_empty() {
+            return Err(());
         }
-        let cooling = inner
-            .state()
-            .last_attempt
-            .is_some_and(|t| t.elapsed() < inner.config.unknown_kid_cooldown);
-        if cooling {
-            return None;
-        }
-        inner.fetch().await.ok().map(|_| self.keys())
+        Ok(fresh)
     }
 }
 

@@ -77,13 +77,16 @@ impl KeySource {
         }
     }
 
-    /// Fetches again after a token named an unknown key; `None` when no fetch was allowed or it
-    /// brought nothing new.
-    async fn refresh_for_unknown_key(&self) -> Option<Arc<KeySet>> {
+    /// Fetches again after a token named an unknown key: `Ok(None)` when no fetch was allowed
+    /// or it failed, [`AuthError::Unavailable`] when no key is held at all.
+    async fn refresh_for_unknown_key(&self) -> Result<Option<Arc<KeySet>>, AuthError> {
         match self {
-            Self::Static(_) => None,
+            Self::Static(_) => Ok(None),
             #[cfg(feature = "jwks")]
-            Self::Jwks(j) => j.refresh_for_unknown_key().await,
+            Self::Jwks(j) => j
+                .refresh_for_unknown_key()
+                .await
+                .map_err(|()| AuthError::Unavailable("the issuer's keys could not be fetched")),
         }
     }
 }
@@ -362,9 +365,7 @@ impl Jwt {
         if let Some(hit) = self.verify_cached(token) {
             return hit;
         }
-        self.verify_uncached(token)
-            .await
-            .map_err(AuthError::InvalidToken)
+        self.verify_uncached(token).await
     }
 
     /// Drops every cached verification (e.g. after a revocation).
@@ -374,10 +375,10 @@ impl Jwt {
         }
     }
 
-    async fn verify_uncached(&self, token: &str) -> Result<Principal, TokenError> {
+    async fn verify_uncached(&self, token: &str) -> Result<Principal, AuthError> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_len {
-            return Err(TokenError::TooLarge);
+            return Err(TokenError::TooLarge.into());
         }
         let compact = jws::parse(token)?;
         let claims = parse_object(&compact.payload).map_err(|e| match e {
@@ -387,9 +388,9 @@ impl Jwt {
         let issuer = inner.route(&claims)?;
         let keys = issuer.keys.current();
         let key = match compact.verify_with(&keys) {
-            Err(TokenError::UnknownKey) => match issuer.keys.refresh_for_unknown_key().await {
+            Err(TokenError::UnknownKey) => match issuer.keys.refresh_for_unknown_key().await? {
                 Some(fresh) => compact.verify_with(&fresh)?,
-                None => return Err(TokenError::UnknownKey),
+                None => return Err(TokenError::UnknownKey.into()),
             },
             other => other?,
         };
