@@ -72,6 +72,9 @@ pub trait Authenticator: Send + Sync + 'static {
     fn accepts(&self, credentials: &Credentials<'_>) -> bool;
 
     /// Answers from a cache without waiting, or `None` when a full verification is needed.
+    ///
+    /// Called before [`Credentials::validate`]: an implementation may only answer for the exact
+    /// bytes of a credential it verified before (which passed validation then).
     fn authenticate_cached(
         &self,
         credentials: &Credentials<'_>,
@@ -93,14 +96,14 @@ impl Authenticator for Jwt {
     }
 
     fn accepts(&self, credentials: &Credentials<'_>) -> bool {
-        credentials.bearer().is_some()
+        credentials.has_bearer()
     }
 
     fn authenticate_cached(
         &self,
         credentials: &Credentials<'_>,
     ) -> Option<Result<Principal, AuthError>> {
-        self.verify_cached(credentials.bearer()?)
+        self.verify_cached_bytes(credentials.bearer_unchecked()?)
     }
 
     fn authenticate(
@@ -275,6 +278,9 @@ impl Gate {
         }
         if let Some(result) = inner.authenticator.authenticate_cached(&creds) {
             return Check::Ready(self.finish(result, started));
+        }
+        if let Err(e) = creds.validate() {
+            return Check::Ready(self.finish(Err(e), started));
         }
         let fut = inner
             .authenticator

@@ -43,7 +43,13 @@ impl HeaderSource for http::HeaderMap {
     >;
 
     fn header_values<'a>(&'a self, name: &'static str) -> Self::Values<'a> {
-        self.get_all(name)
+        // The constant skips parsing the name on the hot path.
+        let values = if name == "authorization" {
+            self.get_all(http::header::AUTHORIZATION)
+        } else {
+            self.get_all(name)
+        };
+        values
             .iter()
             .map(http::HeaderValue::as_bytes as fn(&'a http::HeaderValue) -> &'a [u8])
     }
@@ -68,21 +74,27 @@ impl Default for CredentialLimits {
 }
 
 /// What a request presents, borrowed from the request.
+///
+/// Reading is split in two so that the hot path stays cheap: [`Credentials::from_headers`]
+/// finds the credential (one `Authorization` header, its scheme, the size limit), and
+/// [`Credentials::validate`] checks its full syntax. A cache may answer from the raw bytes
+/// ([`Credentials::bearer_unchecked`]) before validation, because it only answers for the exact
+/// bytes of a credential that was validated before; everything else must validate first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Credentials<'a> {
-    bearer: Option<&'a str>,
+    bearer: Option<&'a [u8]>,
 }
 
 impl<'a> Credentials<'a> {
     /// Credentials carrying a bearer token (for callers that read it themselves).
     pub fn with_bearer(token: &'a str) -> Self {
         Self {
-            bearer: Some(token),
+            bearer: Some(token.as_bytes()),
         }
     }
 
-    /// Reads the credentials of a request.
+    /// Finds the credentials of a request.
     ///
     /// An `Authorization` header with another scheme (e.g. `Basic`) is not a bearer credential
     /// and yields no bearer token.
@@ -90,8 +102,8 @@ impl<'a> Credentials<'a> {
     /// # Errors
     ///
     /// [`AuthError::InvalidRequest`] when there is more than one `Authorization` header, when the
-    /// header is larger than [`CredentialLimits::max_header_len`], or when a `Bearer` header does
-    /// not follow RFC 6750 syntax (`Bearer` SP b64token).
+    /// header is larger than [`CredentialLimits::max_header_len`], or when a `Bearer` header has
+    /// no token.
     pub fn from_headers<H: HeaderSource + ?Sized>(
         headers: &'a H,
         limits: &CredentialLimits,
@@ -109,13 +121,40 @@ impl<'a> Credentials<'a> {
             return Err(AuthError::InvalidRequest(RequestError::HeaderTooLarge));
         }
         Ok(Self {
-            bearer: parse_bearer(value)?,
+            bearer: split_bearer(value)?,
         })
     }
 
-    /// The bearer token, if one was presented.
+    /// Checks the full RFC 6750 syntax of the credential (`b64token` characters).
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::InvalidRequest`] when the bearer token has characters outside `b64token`.
+    pub fn validate(&self) -> Result<(), AuthError> {
+        match self.bearer {
+            Some(t) if !is_b64token(t) => Err(AuthError::InvalidRequest(
+                RequestError::MalformedAuthorization,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The bearer token, if one was presented and its syntax is valid.
     pub fn bearer(&self) -> Option<&'a str> {
         self.bearer
+            .filter(|t| is_b64token(t))
+            .and_then(|t| std::str::from_utf8(t).ok())
+    }
+
+    /// The bearer token's bytes as presented, syntax unchecked: only for exact-match look-ups of
+    /// credentials validated before.
+    pub fn bearer_unchecked(&self) -> Option<&'a [u8]> {
+        self.bearer
+    }
+
+    /// Whether a bearer token was presented.
+    pub fn has_bearer(&self) -> bool {
+        self.bearer.is_some()
     }
 
     /// Whether the request presents no credential at all.
@@ -124,35 +163,56 @@ impl<'a> Credentials<'a> {
     }
 }
 
-/// Parses `Bearer <b64token>`; `Ok(None)` for another scheme.
-fn parse_bearer(value: &[u8]) -> Result<Option<&str>, AuthError> {
+/// Splits `Bearer <token>`; `Ok(None)` for another scheme. The token's characters are checked
+/// by [`Credentials::validate`].
+fn split_bearer(value: &[u8]) -> Result<Option<&[u8]>, AuthError> {
     const SCHEME: &[u8] = b"bearer";
-    let malformed = || AuthError::InvalidRequest(RequestError::MalformedAuthorization);
     let scheme_end = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
-    let scheme = &value[..scheme_end];
-    if !scheme.eq_ignore_ascii_case(SCHEME) {
+    if !value[..scheme_end].eq_ignore_ascii_case(SCHEME) {
         return Ok(None);
     }
     // RFC 6750 2.1: "Bearer" 1*SP b64token
     let rest = &value[scheme_end..];
-    let token_start = rest.iter().position(|&b| b != b' ').ok_or_else(malformed)?;
-    let token = &rest[token_start..];
-    if !is_b64token(token) {
-        return Err(malformed());
+    match rest.iter().position(|&b| b != b' ') {
+        Some(start) => Ok(Some(&rest[start..])),
+        None => Err(AuthError::InvalidRequest(
+            RequestError::MalformedAuthorization,
+        )),
     }
-    // Every byte is ASCII, checked above.
-    std::str::from_utf8(token)
-        .map(Some)
-        .map_err(|_| malformed())
+}
+
+/// Splits and checks `Bearer <b64token>` (tests and callers that want both at once).
+#[cfg(test)]
+fn parse_bearer(value: &[u8]) -> Result<Option<&str>, AuthError> {
+    let c = Credentials {
+        bearer: split_bearer(value)?,
+    };
+    c.validate()?;
+    Ok(c.bearer())
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+///
+/// Branch-free per byte, so the scan vectorises: this runs on every request.
 fn is_b64token(token: &[u8]) -> bool {
     let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
-    body_end > 0
-        && token[..body_end].iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    let invalid = token[..body_end]
+        .iter()
+        .fold(0u8, |acc, &b| acc | u8::from(!is_b64token_byte(b)));
+    body_end > 0 && invalid == 0
+}
+
+#[inline(always)]
+fn is_b64token_byte(b: u8) -> bool {
+    let lower = b | 0x20;
+    (lower.wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
 }
 
 #[cfg(test)]
@@ -193,6 +253,14 @@ mod tests {
                 )),
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn b64token_bytes() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            assert_eq!(is_b64token_byte(b), expected, "byte {b}");
         }
     }
 

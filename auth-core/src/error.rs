@@ -357,33 +357,38 @@ impl AuthError {
     }
 
     /// The `WWW-Authenticate` value for the `Bearer` scheme, or `None` where the outcome table
-    /// sends no challenge (429, 503, 500).
+    /// sends no challenge (429, 503, 500). An empty `realm` is left out of the challenge.
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {
         self.challenge("Bearer", realm)
     }
 
-    /// The challenge for any scheme (`Bearer`, `DPoP`, `ApiKey`, ...) in the RFC 6750 shape.
+    /// The challenge for any scheme (`Bearer`, `DPoP`, `ApiKey`, ...) in the RFC 6750 shape. An
+    /// empty `realm` is left out.
     pub fn challenge(&self, scheme: &str, realm: &str) -> Option<String> {
-        use fmt::Write as _;
         if matches!(
             self.kind(),
             ErrorKind::RateLimited | ErrorKind::Unavailable | ErrorKind::Internal
         ) {
             return None;
         }
-        let mut out = String::with_capacity(96);
-        out.push_str(scheme);
-        out.push_str(" realm=\"");
-        push_quoted(&mut out, realm);
-        out.push('"');
+        let mut params: Vec<(&str, &str)> = Vec::with_capacity(4);
+        if !realm.is_empty() {
+            params.push(("realm", realm));
+        }
         if let Some(code) = self.rfc6750_code() {
-            let _ = write!(out, ", error=\"{code}\", error_description=\"");
-            push_quoted(&mut out, self.description());
-            out.push('"');
+            params.push(("error", code));
+            params.push(("error_description", self.description()));
         }
         if let Self::InsufficientScope { required } = self {
-            out.push_str(", scope=\"");
-            push_quoted(&mut out, required);
+            params.push(("scope", required));
+        }
+        let mut out = String::with_capacity(96);
+        out.push_str(scheme);
+        for (i, (name, value)) in params.iter().enumerate() {
+            out.push_str(if i == 0 { " " } else { ", " });
+            out.push_str(name);
+            out.push_str("=\"");
+            push_quoted(&mut out, value);
             out.push('"');
         }
         Some(out)

@@ -350,6 +350,12 @@ impl Jwt {
 
     /// Answers from the verified-token cache, without verifying: `None` on a miss.
     pub fn verify_cached(&self, token: &str) -> Option<Result<Principal, AuthError>> {
+        self.verify_cached_bytes(token.as_bytes())
+    }
+
+    /// [`Jwt::verify_cached`] on raw bytes (as presented, before any syntax check: only an exact
+    /// match of a verified token can answer).
+    pub fn verify_cached_bytes(&self, token: &[u8]) -> Option<Result<Principal, AuthError>> {
         let cache = self.inner.cache.as_ref()?;
         cache
             .get(token, self.inner.clock.now_unix())

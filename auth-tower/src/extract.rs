@@ -125,6 +125,8 @@ fn require(parts: &Parts) -> Result<auth_core::Principal, AuthRejection> {
     })
 }
 
+/// The realm to challenge with: known only on anonymous requests (an empty realm is left out
+/// of the challenge).
 fn realm(parts: &Parts) -> String {
     parts
         .extensions

@@ -36,9 +36,13 @@ use std::task::{Context, Poll, ready};
 use tower_layer::Layer;
 use tower_service::Service;
 
-/// What the layer leaves in the request extensions besides the [`Principal`]: the realm for
-/// challenges rendered later (by extractors and route guards), and whether the request was
-/// authenticated at all.
+/// What the layer leaves in the request extensions when it lets a request through *without* a
+/// principal (an optional-auth route): it tells extractors and [`RequireLayer`] that the layer
+/// ran (so a missing principal is a 401, not a misconfiguration) and which realm to challenge
+/// with. An authenticated request carries only the [`Principal`]: one extension insert on the
+/// hot path.
+///
+/// [`RequireLayer`]: crate::RequireLayer
 #[derive(Debug, Clone)]
 pub struct AuthContext {
     gate: Gate,
@@ -59,15 +63,15 @@ impl AuthContext {
 /// Applies [`AuthService`] to a service.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
-    gate: Gate,
     context: AuthContext,
 }
 
 impl AuthLayer {
     /// A layer in front of `gate`.
     pub fn new(gate: Gate) -> Self {
-        let context = AuthContext { gate: gate.clone() };
-        Self { gate, context }
+        Self {
+            context: AuthContext { gate },
+        }
     }
 
     /// A layer that requires a valid JWT (a [`Gate`] with default settings).
@@ -77,7 +81,15 @@ impl AuthLayer {
 
     /// The gate this layer checks requests with.
     pub fn gate(&self) -> &Gate {
-        &self.gate
+        &self.context.gate
+    }
+
+    /// A route-level [`RequireLayer`] for `policy` that challenges with this layer's realm and
+    /// records to its audit sink.
+    ///
+    /// [`RequireLayer`]: crate::RequireLayer
+    pub fn require(&self, policy: impl auth_core::Policy) -> crate::RequireLayer {
+        crate::RequireLayer::new(policy).with_context(self.context.clone())
     }
 }
 
@@ -87,7 +99,6 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AuthService {
             inner,
-            gate: self.gate.clone(),
             context: self.context.clone(),
         }
     }
@@ -97,7 +108,6 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Debug, Clone)]
 pub struct AuthService<S> {
     inner: S,
-    gate: Gate,
     context: AuthContext,
 }
 
@@ -127,13 +137,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match self.gate.check(req.headers()) {
+        match self.context.gate.check(req.headers()) {
             Check::Ready(Ok(principal)) => {
-                let ext = req.extensions_mut();
-                if let Some(p) = principal {
-                    ext.insert(p);
-                }
-                ext.insert(self.context.clone());
+                admit(&mut req, principal, &self.context);
                 ResponseFuture::calling(self.inner.call(req))
             }
             Check::Ready(Err(e)) => {
@@ -145,13 +151,28 @@ where
                 let ready = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture {
                     state: State::Checking {
-                        check,
-                        request: Some(req),
-                        service: ready,
-                        context: self.context.clone(),
+                        pending: Box::new(Pending {
+                            check,
+                            request: Some(req),
+                            service: ready,
+                            context: self.context.clone(),
+                        }),
                     },
                 }
             }
+        }
+    }
+}
+
+/// Leaves the principal (or, for an anonymous request, the context) in the extensions.
+fn admit<B>(req: &mut Request<B>, principal: Option<Principal>, context: &AuthContext) {
+    let ext = req.extensions_mut();
+    match principal {
+        Some(p) => {
+            ext.insert(p);
+        }
+        None => {
+            ext.insert(context.clone());
         }
     }
 }
@@ -167,6 +188,15 @@ pin_project! {
     }
 }
 
+/// The slow path's state, boxed so that the future stays small on the hot path (it is moved
+/// around by the router).
+struct Pending<S, ReqBody> {
+    check: BoxFuture<'static, Result<Option<Principal>, AuthError>>,
+    request: Option<Request<ReqBody>>,
+    service: S,
+    context: AuthContext,
+}
+
 pin_project! {
     #[project = StateProj]
     enum State<S, ReqBody>
@@ -174,17 +204,14 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         Checking {
-            check: BoxFuture<'static, Result<Option<Principal>, AuthError>>,
-            request: Option<Request<ReqBody>>,
-            service: S,
-            context: AuthContext,
+            pending: Box<Pending<S, ReqBody>>,
         },
         Calling {
             #[pin]
             future: S::Future,
         },
         Rejected {
-            response: Option<S::Response>,
+            response: Option<Box<S::Response>>,
         },
     }
 }
@@ -202,7 +229,7 @@ where
     fn reject(response: S::Response) -> Self {
         Self {
             state: State::Rejected {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
@@ -219,34 +246,31 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Checking {
-                    check,
-                    request,
-                    service,
-                    context,
-                } => {
+                StateProj::Checking { pending } => {
+                    let Pending {
+                        check,
+                        request,
+                        service,
+                        context,
+                    } = &mut **pending;
                     let outcome = ready!(check.as_mut().poll(cx));
                     let mut req = request.take().expect("future polled after completion");
                     let next = match outcome {
                         Ok(principal) => {
-                            let ext = req.extensions_mut();
-                            if let Some(p) = principal {
-                                ext.insert(p);
-                            }
-                            ext.insert(context.clone());
+                            admit(&mut req, principal, context);
                             State::Calling {
                                 future: service.call(req),
                             }
                         }
                         Err(e) => State::Rejected {
-                            response: Some(error_response(&e, context.realm())),
+                            response: Some(Box::new(error_response(&e, context.realm()))),
                         },
                     };
                     this.state.set(next);
                 }
                 StateProj::Calling { future } => return future.poll(cx),
                 StateProj::Rejected { response } => {
-                    return Poll::Ready(Ok(response
+                    return Poll::Ready(Ok(*response
                         .take()
                         .expect("future polled after completion")));
                 }

@@ -5,6 +5,10 @@
 //! without a principal (an optional-auth route) gets 401; a route without an `AuthLayer` in front
 //! is a server misconfiguration and gets 500.
 //!
+//! Build it with [`AuthLayer::require`] to challenge with the layer's realm and record denials
+//! to the gate's audit sink; a standalone `RequireLayer` leaves the realm out of its 403
+//! challenge (RFC 6750 makes it optional) and records to `tracing`.
+//!
 //! ```
 //! use auth_tower::{AuthLayer, RequireLayer};
 //! use axum::{Router, routing::get};
@@ -13,16 +17,19 @@
 //! #     auth_core::jwt::Jwt::builder().issuer(auth_core::jwt::Issuer::any().keys(keys)).build().unwrap()
 //! # }
 //!
+//! let auth = AuthLayer::jwt(jwt());
 //! let app: Router = Router::new()
-//!     .route("/admin", get(|| async { "secret" }).route_layer(RequireLayer::all_scopes(["admin"])))
+//!     .route("/admin", get(|| async { "secret" }).route_layer(auth.require(auth_core::policy::Scopes::all(["admin"]))))
+//!     .route("/reports", get(|| async { "numbers" }).route_layer(RequireLayer::any_scope(["reports", "admin"])))
 //!     .route("/whoami", get(|| async { "you" }))
-//!     .layer(AuthLayer::jwt(jwt()));
+//!     .layer(auth);
 //! ```
 //!
 //! [`AuthLayer`]: crate::AuthLayer
 
 use crate::layer::AuthContext;
 use crate::response::error_response;
+use auth_core::audit::{AuditSink, TracingAudit};
 use auth_core::policy::{Scopes, enforce};
 use auth_core::{AuthError, Policy, Principal};
 use bytes::Bytes;
@@ -40,6 +47,7 @@ use tower_service::Service;
 #[derive(Clone)]
 pub struct RequireLayer {
     policy: Arc<dyn Policy>,
+    context: Option<AuthContext>,
 }
 
 impl fmt::Debug for RequireLayer {
@@ -53,7 +61,13 @@ impl RequireLayer {
     pub fn new(policy: impl Policy) -> Self {
         Self {
             policy: Arc::new(policy),
+            context: None,
         }
+    }
+
+    pub(crate) fn with_context(mut self, context: AuthContext) -> Self {
+        self.context = Some(context);
+        self
     }
 
     /// Requires every one of `scopes`.
@@ -74,6 +88,7 @@ impl<S> Layer<S> for RequireLayer {
         Require {
             inner,
             policy: self.policy.clone(),
+            context: self.context.clone(),
         }
     }
 }
@@ -83,6 +98,7 @@ impl<S> Layer<S> for RequireLayer {
 pub struct Require<S> {
     inner: S,
     policy: Arc<dyn Policy>,
+    context: Option<AuthContext>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Require<S> {
@@ -108,13 +124,18 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let ext = req.extensions();
-        let verdict = match (ext.get::<AuthContext>(), ext.get::<Principal>()) {
-            (Some(ctx), Some(p)) => enforce(&*self.policy, p, ctx.gate().audit())
-                .map_err(|e| error_response(&e, ctx.realm())),
-            (Some(ctx), None) => Err(error_response(&AuthError::MissingCredentials, ctx.realm())),
-            (None, _) => Err(error_response(
+        let verdict = match (ext.get::<Principal>(), ext.get::<AuthContext>()) {
+            (Some(p), _) => {
+                let (audit, realm): (&dyn AuditSink, &str) = match &self.context {
+                    Some(ctx) => (ctx.gate().audit(), ctx.realm()),
+                    None => (&TracingAudit, ""),
+                };
+                enforce(&*self.policy, p, audit).map_err(|e| error_response(&e, realm))
+            }
+            (None, Some(ctx)) => Err(error_response(&AuthError::MissingCredentials, ctx.realm())),
+            (None, None) => Err(error_response(
                 &AuthError::Misconfigured("RequireLayer used without an AuthLayer in front"),
-                "api",
+                "",
             )),
         };
         match verdict {

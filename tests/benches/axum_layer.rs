@@ -160,6 +160,7 @@ impl FreshTokens {
 
 struct Setup {
     bare: Router,
+    noop_layer: Router,
     ours_cached: Router,
     ours_fresh: Router,
     ours_nocache: Router,
@@ -221,6 +222,9 @@ fn setup(rt: &Runtime, fresh_tokens: usize) -> Setup {
 
     let s = Setup {
         bare: ready(app()),
+        noop_layer: ready(app().layer(tower::util::MapRequestLayer::new(
+            |r: http::Request<Body>| r,
+        ))),
         ours_cached: ready(app().layer(AuthLayer::jwt(jwt()))),
         ours_fresh: ready(app().layer(AuthLayer::jwt(fresh_jwt.clone()))),
         ours_nocache: ready(app().layer(AuthLayer::jwt(jwt_with_cache(0)))),
@@ -358,11 +362,12 @@ fn ratios(rt: &Runtime, s: &Setup, iters: u32, batches: usize) -> Vec<String> {
             timed(rt, &s.tower_oauth2, move || token),
             timed(rt, &s.ours_nocache, || s.fresh_nocache.next()),
             timed(rt, &s.tower_oauth2, || s.fresh_oauth2.next()),
+            timed(rt, &s.noop_layer, move || token),
         ],
         iters,
         batches,
     );
-    let (a, b, c, d, c_nocache, d_fresh) = (m[0], m[1], m[2], m[3], m[4], m[5]);
+    let (a, b, c, d, c_nocache, d_fresh, noop) = (m[0], m[1], m[2], m[3], m[4], m[5], m[6]);
     let line = |label: &str, v: f64| format!("{label:<44} {:>9}  /(a) = {:.2}x", fmt_ns(v), v / a);
     out.push(String::new());
     out.push(format!(
@@ -379,6 +384,7 @@ fn ratios(rt: &Runtime, s: &Setup, iters: u32, batches: usize) -> Vec<String> {
     ));
     out.push(line("    AuthLayer, cache disabled", c_nocache));
     out.push(line("    tower-oauth2-resource-server", d_fresh));
+    out.push(line("    a no-op layer (the floor of any layer)", noop));
     out.push(format!(
         "layer cost over bare: (b) {}, (c) {}, (d) {}",
         fmt_ns(b - a),

@@ -13,9 +13,10 @@
 use auth_core::Gate;
 use auth_core::jwks::JwksCache;
 use auth_core::jwt::{Issuer, Jwt};
+use auth_core::policy::Scopes;
 use auth_examples::dev_issuer::{AUDIENCE, DevIssuer};
 use auth_examples::duration::parse_duration;
-use auth_tower::{AuthLayer, Principal, RequireLayer};
+use auth_tower::{AuthLayer, Principal};
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -186,14 +187,14 @@ async fn run(args: ServeArgs) -> Result<(), Error> {
     } else {
         external_issuers(&args)?
     };
-    let gate = Gate::builder(jwt).realm("auth-demo").build();
+    let auth = AuthLayer::new(Gate::builder(jwt).realm("auth-demo").build());
     let protected = Router::new()
         .route("/whoami", get(whoami))
         .route(
             "/admin",
-            get(admin).route_layer(RequireLayer::all_scopes(["admin"])),
+            get(admin).route_layer(auth.require(Scopes::all(["admin"]))),
         )
-        .layer(AuthLayer::new(gate));
+        .layer(auth);
     let app = app.merge(protected);
 
     let listener = tokio::net::TcpListener::bind(addr)
