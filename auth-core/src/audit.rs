@@ -46,6 +46,10 @@ pub struct AuditEvent<'a> {
     pub principal: Option<&'a Principal>,
     /// How long the decision took, when measured.
     pub latency: Option<Duration>,
+    /// The policy rule that decided, when one is named.
+    pub rule: Option<&'a str>,
+    /// A further reason (a policy's denial text), safe to log.
+    pub detail: Option<&'a str>,
 }
 
 impl fmt::Debug for AuditEvent<'_> {
@@ -56,6 +60,7 @@ impl fmt::Debug for AuditEvent<'_> {
             .field("method", &self.method)
             .field("subject", &self.principal.map(Principal::subject))
             .field("latency", &self.latency)
+            .field("rule", &self.rule)
             .finish()
     }
 }
@@ -93,15 +98,16 @@ impl AuditSink for TracingAudit {
         let latency_us = e
             .latency
             .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let (rule, detail) = (e.rule, e.detail);
         match e.outcome {
             Outcome::Allowed => tracing::debug!(
                 target: "auth::audit",
-                outcome = "allowed", reason = e.reason, method, subject, issuer, tenant, kid, latency_us,
+                outcome = "allowed", reason = e.reason, method, subject, issuer, tenant, kid, latency_us, rule,
                 "request allowed"
             ),
             Outcome::Denied => tracing::info!(
                 target: "auth::audit",
-                outcome = "denied", reason = e.reason, method, subject, issuer, tenant, kid, latency_us,
+                outcome = "denied", reason = e.reason, method, subject, issuer, tenant, kid, latency_us, rule, detail,
                 "request denied"
             ),
         }

@@ -1,10 +1,11 @@
 //! The [`Authenticator`] trait and the [`Gate`] that adapters call.
 //!
 //! An [`Authenticator`] owns one credential kind. The [`Gate`] is everything an adapter needs
-//! from the core in one call: it reads the credentials through [`HeaderSource`], answers from the
-//! authenticator's cache when it can (no allocation, no future), otherwise hands back a future,
-//! applies the gate-wide [`Policy`], and records the audit event. Adapters only translate
-//! [`Check`] into their framework's types.
+//! from the core: [`Gate::check`] reads the credentials through [`HeaderSource`], answers from
+//! the authenticator's cache when it can (no allocation, no future), otherwise hands back a
+//! future, and records the audit event; [`Gate::authorize`] and [`Gate::enforce`] then apply
+//! policies with the request's [`RequestContext`]. Adapters only translate [`Check`] and
+//! [`AuthError`] into their framework's types.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -28,7 +29,7 @@ use crate::audit::{AuditEvent, AuditSink, Outcome, TracingAudit};
 use crate::credentials::{CredentialLimits, Credentials, HeaderSource};
 use crate::error::AuthError;
 use crate::jwt::Jwt;
-use crate::policy::Policy;
+use crate::policy::{Policy, RequestContext, enforce};
 use crate::principal::{AuthMethod, Principal};
 use std::fmt;
 use std::future::Future;
@@ -197,7 +198,8 @@ impl GateBuilder {
         self.inner.mode = mode;
         self
     }
-    /// Applies `policy` to every authenticated request.
+    /// Applies `policy` to every authenticated request: adapters call [`Gate::authorize`] with
+    /// the request's [`RequestContext`] once the caller is authenticated.
     pub fn policy(mut self, policy: impl Policy) -> Self {
         self.inner.policy = Some(Arc::new(policy));
         self
@@ -260,7 +262,46 @@ impl Gate {
         &*self.inner.audit
     }
 
-    /// Checks a request.
+    /// Whether a gate-wide policy is configured (adapters skip building a [`RequestContext`]
+    /// when not).
+    pub fn has_policy(&self) -> bool {
+        self.inner.policy.is_some()
+    }
+
+    /// Applies the gate-wide policy (if any) to an authenticated caller, recording the decision
+    /// with the rule that made it.
+    ///
+    /// # Errors
+    ///
+    /// The policy's denial (403).
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        request: &RequestContext<'_>,
+    ) -> Result<(), AuthError> {
+        match &self.inner.policy {
+            Some(policy) => enforce(&**policy, principal, request, &*self.inner.audit),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies `policy` (a route's or an operation's) to an authenticated caller, recording the
+    /// decision in this gate's audit sink.
+    ///
+    /// # Errors
+    ///
+    /// The policy's denial (403).
+    pub fn enforce(
+        &self,
+        policy: &dyn Policy,
+        principal: &Principal,
+        request: &RequestContext<'_>,
+    ) -> Result<(), AuthError> {
+        enforce(policy, principal, request, &*self.inner.audit)
+    }
+
+    /// Checks a request's credentials: authenticates, but applies no policy (see
+    /// [`Gate::authorize`]).
     pub fn check<H: HeaderSource + ?Sized>(&self, headers: &H) -> Check {
         let inner = &*self.inner;
         let started = (inner.audit.enabled(Outcome::Allowed)
@@ -313,10 +354,6 @@ impl Gate {
         started: Option<Instant>,
     ) -> Result<Option<Principal>, AuthError> {
         let inner = &*self.inner;
-        let result = result.and_then(|p| match &inner.policy {
-            Some(policy) => policy.check(&p).map(|()| p),
-            None => Ok(p),
-        });
         let outcome = if result.is_ok() {
             Outcome::Allowed
         } else {
@@ -331,6 +368,8 @@ impl Gate {
                 method: Some(inner.authenticator.method()),
                 principal: result.as_ref().ok(),
                 latency: Some(started.elapsed()),
+                rule: None,
+                detail: None,
             });
         }
         result.map(Some)

@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+use crate::attributes::HttpAttributes;
 use crate::response::error_response;
 use auth_core::jwt::Jwt;
 use auth_core::{AuthError, BoxFuture, Check, Gate, Principal};
@@ -136,12 +137,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         match self.context.gate.check(req.headers()) {
-            Check::Ready(Ok(principal)) => {
-                admit(&mut req, principal, &self.context);
-                ResponseFuture::calling(self.inner.call(req))
-            }
+            Check::Ready(Ok(principal)) => match admit(req, principal, &self.context) {
+                Ok(req) => ResponseFuture::calling(self.inner.call(req)),
+                Err(e) => ResponseFuture::reject(error_response(&e, self.context.realm())),
+            },
             Check::Ready(Err(e)) => {
                 ResponseFuture::reject(error_response(&e, self.context.realm()))
             }
@@ -164,17 +165,29 @@ where
     }
 }
 
-/// Leaves the principal (or, for an anonymous request, the context) in the extensions.
-fn admit<B>(req: &mut Request<B>, principal: Option<Principal>, context: &AuthContext) {
-    let ext = req.extensions_mut();
+/// Applies the gate-wide policy (if any), then leaves the principal (or, for an anonymous
+/// request, the context) in the extensions.
+fn admit<B>(
+    mut req: Request<B>,
+    principal: Option<Principal>,
+    context: &AuthContext,
+) -> Result<Request<B>, AuthError> {
     match principal {
         Some(p) => {
-            ext.insert(p);
+            let gate = context.gate();
+            if gate.has_policy() {
+                let (parts, body) = req.into_parts();
+                let attrs = HttpAttributes::new(&parts, Vec::new());
+                gate.authorize(&p, &attrs.context())?;
+                req = Request::from_parts(parts, body);
+            }
+            req.extensions_mut().insert(p);
         }
         None => {
-            ext.insert(context.clone());
+            req.extensions_mut().insert(context.clone());
         }
     }
+    Ok(req)
 }
 
 pin_project! {
@@ -254,14 +267,11 @@ where
                         context,
                     } = &mut **pending;
                     let outcome = ready!(check.as_mut().poll(cx));
-                    let mut req = request.take().expect("future polled after completion");
-                    let next = match outcome {
-                        Ok(principal) => {
-                            admit(&mut req, principal, context);
-                            State::Calling {
-                                future: service.call(req),
-                            }
-                        }
+                    let req = request.take().expect("future polled after completion");
+                    let next = match outcome.and_then(|p| admit(req, p, context)) {
+                        Ok(req) => State::Calling {
+                            future: service.call(req),
+                        },
                         Err(e) => State::Rejected {
                             response: Some(Box::new(error_response(&e, context.realm()))),
                         },

@@ -29,6 +29,7 @@
 //!     .layer(AuthLayer::jwt(jwt));
 //! ```
 
+mod attributes;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;

@@ -27,6 +27,7 @@
 //!
 //! [`AuthLayer`]: crate::AuthLayer
 
+use crate::attributes::{HttpAttributes, path_params};
 use crate::layer::AuthContext;
 use crate::response::error_response;
 use auth_core::audit::{AuditSink, TracingAudit};
@@ -123,14 +124,18 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let ext = req.extensions();
+        let (mut parts, body) = req.into_parts();
+        let params = path_params(&mut parts);
+        let ext = &parts.extensions;
         let verdict = match (ext.get::<Principal>(), ext.get::<AuthContext>()) {
             (Some(p), _) => {
                 let (audit, realm): (&dyn AuditSink, &str) = match &self.context {
                     Some(ctx) => (ctx.gate().audit(), ctx.realm()),
                     None => (&TracingAudit, ""),
                 };
-                enforce(&*self.policy, p, audit).map_err(|e| error_response(&e, realm))
+                let attrs = HttpAttributes::new(&parts, params);
+                enforce(&*self.policy, p, &attrs.context(), audit)
+                    .map_err(|e| error_response(&e, realm))
             }
             (None, Some(ctx)) => Err(error_response(&AuthError::MissingCredentials, ctx.realm())),
             (None, None) => Err(error_response(
@@ -138,6 +143,7 @@ where
                 "",
             )),
         };
+        let req = Request::from_parts(parts, body);
         match verdict {
             Ok(()) => RequireFuture {
                 state: RequireState::Call {
