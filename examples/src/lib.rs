@@ -5,3 +5,4 @@
 
 pub mod dev_issuer;
 pub mod duration;
+pub mod proto;
