@@ -10,6 +10,7 @@
 //! regular library of the workspace, never published).
 
 pub mod fixtures;
+pub mod matrix;
 
 pub use fixtures::issuer::TestIssuer;
 pub use fixtures::jwks_server::{JwksServer, Mode};
