@@ -1,0 +1,360 @@
+//! [`GrpcAuthLayer`]: authenticate and authorize every call of a tonic server.
+//!
+//! For each call the layer
+//!
+//! 1. lets [exempt](auth_core::policy::PolicyMap::exempt) methods (health checks, reflection)
+//!    through without looking at credentials;
+//! 2. checks the `authorization` metadata with [`Gate::check`] — a token already verified is
+//!    answered from the core's cache without allocating a future;
+//! 3. builds a [`RequestContext`](auth_core::policy::RequestContext) (operation: the full method
+//!    path such as `/demo.v1.Demo/Admin`; peer: the connection's remote address; attributes:
+//!    `metadata:<key>`, with `header:<name>` as a synonym) and applies the gate-wide policy
+//!    ([`Gate::authorize`]) and the method's policy from the [`PolicyMap`] ([`Gate::enforce`]);
+//! 4. inserts the [`Principal`] into the request extensions and calls the service, or answers
+//!    itself with the gRPC status of the refusal (see [`error_status`]).
+//!
+//! An anonymous call on an optional-auth gate ([`Mode::Optional`](auth_core::Mode::Optional))
+//! goes through without a principal to methods without a policy, and is refused with
+//! `UNAUTHENTICATED` on methods that have one.
+//!
+//! ```
+//! use auth_core::Gate;
+//! use auth_core::jwt::{Issuer, Jwt};
+//! use auth_core::keys::{KeySet, VerifyingKey};
+//! use auth_core::policy::{PolicyMap, Scopes};
+//! use auth_grpc::GrpcAuthLayer;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let keys = KeySet::new(vec![VerifyingKey::hmac(&[7; 32], None).unwrap()]).unwrap();
+//! let jwt = Jwt::builder().issuer(Issuer::any().keys(keys)).build().unwrap();
+//! let gate = Gate::builder(jwt).realm("demo").build();
+//! let policies = PolicyMap::new().route("/demo.v1.Demo/Admin", Scopes::all(["admin"]));
+//!
+//! // Any tower service over `http::Request` works; tonic's router is one.
+//! let svc = ServiceBuilder::new()
+//!     .layer(GrpcAuthLayer::new(gate, policies).exempt_health())
+//!     .service_fn(|_req: http::Request<tonic::body::Body>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
+//!     });
+//!
+//! // No token: UNAUTHENTICATED, with the RFC 6750 challenge as metadata.
+//! let call = http::Request::post("/demo.v1.Demo/WhoAmI").body(tonic::body::Body::empty()).unwrap();
+//! let res = svc.clone().oneshot(call).await.unwrap();
+//! let status = tonic::Status::from_header_map(res.headers()).unwrap();
+//! assert_eq!(status.code(), tonic::Code::Unauthenticated);
+//! assert_eq!(status.metadata().get("www-authenticate").unwrap(), r#"Bearer realm="demo""#);
+//!
+//! // Health checks are exempt: the service answers.
+//! let call = http::Request::post(auth_grpc::layer::HEALTH_CHECK).body(tonic::body::Body::empty()).unwrap();
+//! let res = svc.oneshot(call).await.unwrap();
+//! assert!(res.headers().get("grpc-status").is_none());
+//! # }
+//! ```
+
+use crate::attributes::{MetadataAttributes, context};
+use crate::extract::AuthContext;
+use crate::status::error_status;
+use auth_core::policy::PolicyMap;
+use auth_core::{AuthError, BoxFuture, Check, Gate, Principal};
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// `grpc.health.v1.Health/Check`, the standard health check.
+pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+/// `grpc.health.v1.Health/Watch`, the streaming health check.
+pub const HEALTH_WATCH: &str = "/grpc.health.v1.Health/Watch";
+/// `grpc.reflection.v1.ServerReflection/ServerReflectionInfo`.
+pub const REFLECTION_V1: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+/// `grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo`.
+pub const REFLECTION_V1ALPHA: &str =
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+
+/// What every copy of the layer and its services shares: one `Arc` to clone.
+#[derive(Debug, Clone)]
+struct Shared {
+    gate: Gate,
+    policies: PolicyMap,
+}
+
+/// Applies [`GrpcAuthService`] to a service (a tonic server's routes, through
+/// `Server::builder().layer(...)`).
+#[derive(Debug, Clone)]
+pub struct GrpcAuthLayer {
+    shared: Arc<Shared>,
+}
+
+impl GrpcAuthLayer {
+    /// A layer that checks calls with `gate` and applies the per-method `policies` (keyed by the
+    /// full method path, `/package.Service/Method`).
+    ///
+    /// [`PolicyMap::new()`] applies no per-method policy: every authenticated caller gets
+    /// through (subject to the gate-wide policy, if any).
+    pub fn new(gate: Gate, policies: PolicyMap) -> Self {
+        Self {
+            shared: Arc::new(Shared { gate, policies }),
+        }
+    }
+
+    /// Lets the standard health checks ([`HEALTH_CHECK`], [`HEALTH_WATCH`]) through without
+    /// credentials, as load balancers and orchestrators call them.
+    #[must_use]
+    pub fn exempt_health(self) -> Self {
+        self.exempt([HEALTH_CHECK, HEALTH_WATCH])
+    }
+
+    /// Lets server reflection ([`REFLECTION_V1`], [`REFLECTION_V1ALPHA`]) through without
+    /// credentials. Reflection describes every service of the server to anyone who asks.
+    #[must_use]
+    pub fn exempt_reflection(self) -> Self {
+        self.exempt([REFLECTION_V1, REFLECTION_V1ALPHA])
+    }
+
+    fn exempt<const N: usize>(self, methods: [&str; N]) -> Self {
+        let Shared { gate, mut policies } = Arc::unwrap_or_clone(self.shared);
+        for method in methods {
+            policies = policies.exempt(method);
+        }
+        Self::new(gate, policies)
+    }
+
+    /// The gate this layer checks calls with.
+    pub fn gate(&self) -> &Gate {
+        &self.shared.gate
+    }
+
+    /// The per-method policies.
+    pub fn policies(&self) -> &PolicyMap {
+        &self.shared.policies
+    }
+}
+
+impl<S> Layer<S> for GrpcAuthLayer {
+    type Service = GrpcAuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcAuthService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Authenticates and authorizes calls before passing them to `S`.
+#[derive(Debug, Clone)]
+pub struct GrpcAuthService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> GrpcAuthService<S> {
+    /// Wraps `inner` (the same as `GrpcAuthLayer::new(gate, policies).layer(inner)`).
+    pub fn new(inner: S, gate: Gate, policies: PolicyMap) -> Self {
+        GrpcAuthLayer::new(gate, policies).layer(inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming `self`.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GrpcAuthService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let shared = &self.shared;
+        if shared.policies.is_exempt(req.uri().path()) {
+            req.extensions_mut().insert(AuthContext {
+                gate: shared.gate.clone(),
+            });
+            return ResponseFuture::calling(self.inner.call(req));
+        }
+        match shared.gate.check(req.headers()) {
+            Check::Ready(result) => match result.and_then(|p| admit(req, p, shared)) {
+                Ok(req) => ResponseFuture::calling(self.inner.call(req)),
+                Err(e) => ResponseFuture::reject(&e, shared),
+            },
+            Check::Pending(check) => {
+                // The ready service goes into the future; a clone (not yet ready) stays here.
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Checking {
+                        pending: Box::new(Pending {
+                            check,
+                            request: Some(req),
+                            service: ready,
+                            shared: self.shared.clone(),
+                        }),
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// Applies the gate-wide and the method's policy to an authenticated caller and leaves the
+/// principal in the extensions; lets an anonymous caller (optional-auth gate) through only to
+/// methods without a policy.
+fn admit<B>(
+    mut req: Request<B>,
+    principal: Option<Principal>,
+    shared: &Shared,
+) -> Result<Request<B>, AuthError> {
+    let gate = &shared.gate;
+    let policy = shared.policies.policy_for(req.uri().path());
+    match principal {
+        Some(p) => {
+            if gate.has_policy() || policy.is_some() {
+                let attributes = MetadataAttributes::new(req.headers());
+                let ctx = context(&req, &attributes);
+                gate.authorize(&p, &ctx)?;
+                if let Some(policy) = policy {
+                    gate.enforce(&**policy, &p, &ctx)?;
+                }
+            }
+            req.extensions_mut().insert(p);
+        }
+        None if policy.is_some() => return Err(AuthError::MissingCredentials),
+        None => {
+            req.extensions_mut()
+                .insert(AuthContext { gate: gate.clone() });
+        }
+    }
+    Ok(req)
+}
+
+pin_project! {
+    /// Response future of [`GrpcAuthService`].
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+/// The slow path's state, boxed so that the future stays small on the hot path.
+struct Pending<S, ReqBody> {
+    check: BoxFuture<'static, Result<Option<Principal>, AuthError>>,
+    request: Option<Request<ReqBody>>,
+    service: S,
+    shared: Arc<Shared>,
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Checking {
+            pending: Box<Pending<S, ReqBody>>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+        Rejected {
+            response: Option<Box<S::Response>>,
+        },
+    }
+}
+
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    fn calling(future: S::Future) -> Self {
+        Self {
+            state: State::Calling { future },
+        }
+    }
+
+    fn reject(error: &AuthError, shared: &Shared) -> Self {
+        Self {
+            state: rejected(error, shared),
+        }
+    }
+}
+
+/// The refusal as a trailers-only gRPC response.
+fn rejected<S, ReqBody, ResBody>(error: &AuthError, shared: &Shared) -> State<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    State::Rejected {
+        response: Some(Box::new(
+            error_status(error, shared.gate.realm()).into_http(),
+        )),
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Checking { pending } => {
+                    let Pending {
+                        check,
+                        request,
+                        service,
+                        shared,
+                    } = &mut **pending;
+                    let outcome = ready!(check.as_mut().poll(cx));
+                    let req = request.take().expect("future polled after completion");
+                    let next = match outcome.and_then(|p| admit(req, p, shared)) {
+                        Ok(req) => State::Calling {
+                            future: service.call(req),
+                        },
+                        Err(e) => rejected(&e, shared),
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Rejected { response } => {
+                    return Poll::Ready(Ok(*response
+                        .take()
+                        .expect("future polled after completion")));
+                }
+            }
+        }
+    }
+}
