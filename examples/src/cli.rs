@@ -1,0 +1,332 @@
+//! The command line of the `auth-demo` binaries (`auth-demo` on axum, `auth-demo-actix` on
+//! actix-web): the clap arguments, logging, the banner, and the [`Jwt`] verifier built from the
+//! arguments (the embedded development issuer, or external issuers' JWKS).
+//!
+//! Each binary declares its own top-level parser (for its name) around these pieces:
+//!
+//! ```
+//! use auth_examples::cli::{Command, ServeArgs};
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! #[command(name = "auth-demo")]
+//! struct Cli {
+//!     #[command(subcommand)]
+//!     command: Option<Command>,
+//!     #[command(flatten)]
+//!     serve: ServeArgs,
+//! }
+//!
+//! let cli = Cli::parse_from([
+//!     "auth-demo", "--listen", "127.0.0.1:0",
+//!     "--jwks-url", "https://a.example/jwks,https://b.example/jwks",
+//!     "--issuer", "https://a.example", "--issuer", "https://b.example",
+//! ]);
+//! assert!(cli.command.is_none());
+//! assert_eq!(cli.serve.jwks_url.len(), 2);
+//! assert_eq!(cli.serve.issuer.len(), 2);
+//!
+//! let cli = Cli::parse_from(["auth-demo", "token", "--sub", "bob", "--ttl", "5m"]);
+//! assert!(matches!(cli.command, Some(Command::Token(ref t)) if t.sub == "bob"));
+//! ```
+
+use crate::dev_issuer::{AUDIENCE, DevIssuer};
+use crate::duration::parse_duration;
+use auth_core::jwks::JwksCache;
+use auth_core::jwt::{Issuer, Jwt};
+use clap::{Args, Subcommand, ValueEnum};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The error of the binaries' top-level functions: printed, then exit status 1.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `realm` of the demo's challenges.
+pub const REALM: &str = "auth-demo";
+
+/// The longest lifetime `token` mints.
+pub const MAX_TTL: Duration = Duration::from_secs(86_400);
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the demo API (the default).
+    Serve(ServeArgs),
+    /// Print a token from the development issuer (stdout holds only the token).
+    Token(TokenArgs),
+}
+
+/// Arguments of every subcommand.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// Address to listen on; also names the development issuer (`http://ADDR`).
+    #[arg(long, env = "AUTH_DEMO_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Where the development issuer keeps its key.
+    #[arg(long, env = "AUTH_DEMO_STATE_DIR", default_value = ".auth-demo")]
+    pub state_dir: PathBuf,
+}
+
+/// Arguments of `serve`.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Listen address and state directory.
+    #[command(flatten)]
+    pub common: Common,
+    /// Trust the keys at this JWKS URL instead of the embedded issuer (repeatable; pairs with
+    /// --issuer and --audience in order).
+    #[arg(long = "jwks-url", env = "AUTH_DEMO_JWKS_URL", value_delimiter = ',')]
+    pub jwks_url: Vec<String>,
+    /// Expected `iss` of tokens from the matching --jwks-url.
+    #[arg(long, env = "AUTH_DEMO_ISSUER", value_delimiter = ',')]
+    pub issuer: Vec<String>,
+    /// Expected `aud` of tokens from the matching --jwks-url (one value applies to all).
+    #[arg(long, env = "AUTH_DEMO_AUDIENCE", value_delimiter = ',')]
+    pub audience: Vec<String>,
+    /// Log format.
+    #[arg(long, env = "AUTH_DEMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Arguments of `token`.
+#[derive(Debug, Args, Clone)]
+pub struct TokenArgs {
+    /// Listen address (it names the issuer) and state directory.
+    #[command(flatten)]
+    pub common: Common,
+    /// Subject of the token.
+    #[arg(long, default_value = "alice")]
+    pub sub: String,
+    /// Space-separated scopes.
+    #[arg(long, default_value = "read")]
+    pub scope: String,
+    /// Lifetime, e.g. 30s, 15m, 2h (at most 24h).
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub ttl: Duration,
+}
+
+/// The log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The development issuer's identifier for a listen address: `http://ADDR`, as given (so
+/// `auth-demo token` and `auth-demo serve` with the same `--listen` agree).
+pub fn issuer_id(listen: &str) -> String {
+    format!("http://{listen}")
+}
+
+/// Parses `--listen`.
+///
+/// # Errors
+///
+/// When `listen` is not `IP:PORT`.
+pub fn listen_addr(listen: &str) -> Result<SocketAddr, Error> {
+    listen
+        .parse()
+        .map_err(|e| format!("--listen {listen}: {e}").into())
+}
+
+/// An address a client can reach the server at: loopback for an unspecified listen address.
+pub fn reachable(local: SocketAddr) -> SocketAddr {
+    if local.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], local.port()))
+    } else {
+        local
+    }
+}
+
+/// Mints a token as `token` does (the caller prints it).
+///
+/// # Errors
+///
+/// When `--ttl` is out of range, or the issuer's key cannot be loaded, stored or used.
+pub fn mint(args: &TokenArgs) -> Result<String, Error> {
+    if args.ttl > MAX_TTL || args.ttl.is_zero() {
+        return Err("--ttl must be between 1s and 24h".into());
+    }
+    let issuer = DevIssuer::load_or_create(&args.common.state_dir, issuer_id(&args.common.listen))?;
+    Ok(issuer.mint(&args.sub, &args.scope, args.ttl)?)
+}
+
+/// Sends `tracing` output (filtered by `RUST_LOG`, default `info`) to stderr in `format`.
+pub fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Whom a server trusts: the verifier, and the embedded development issuer when there is no
+/// `--jwks-url` (its documents are then served too).
+pub struct Trust {
+    /// Verifies the tokens.
+    pub jwt: Jwt,
+    /// The development issuer, when it is the one trusted.
+    pub dev: Option<Arc<DevIssuer>>,
+    /// How many issuers are trusted.
+    pub issuers: usize,
+}
+
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trust")
+            .field("dev", &self.dev.as_ref().map(|d| d.issuer()))
+            .field("issuers", &self.issuers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds what `serve` trusts from its arguments. External issuers' key caches start their
+/// background refresh: call this inside the server's Tokio runtime.
+///
+/// # Errors
+///
+/// When the flags do not pair up, the development key cannot be loaded or created, or a
+/// verifier cannot be built (e.g. a JWKS URL that is not https).
+pub fn trust(args: &ServeArgs) -> Result<Trust, Error> {
+    if !args.jwks_url.is_empty() {
+        return Ok(Trust {
+            jwt: external_issuers(args)?,
+            dev: None,
+            issuers: args.issuer.len(),
+        });
+    }
+    if !args.issuer.is_empty() || !args.audience.is_empty() {
+        return Err("--issuer and --audience go with --jwks-url".into());
+    }
+    let issuer = Arc::new(DevIssuer::load_or_create(
+        &args.common.state_dir,
+        issuer_id(&args.common.listen),
+    )?);
+    Ok(Trust {
+        jwt: dev_jwt(&issuer)?,
+        dev: Some(issuer),
+        issuers: 1,
+    })
+}
+
+/// A verifier for the development issuer's tokens: its key, its `iss`, audience
+/// [`AUDIENCE`], and the RFC 9068 access-token profile.
+///
+/// # Errors
+///
+/// When the verifier cannot be built from the issuer's key.
+pub fn dev_jwt(issuer: &DevIssuer) -> Result<Jwt, Error> {
+    Ok(Jwt::builder()
+        .issuer(
+            Issuer::new(issuer.issuer())
+                .audience(AUDIENCE)
+                .rfc9068()
+                .keys(issuer.key_set()?),
+        )
+        .build()?)
+}
+
+/// A verifier for the issuers named by `--jwks-url`, `--issuer` and `--audience`.
+///
+/// # Errors
+///
+/// When the flags do not pair up, or a key cache cannot be built (it needs a Tokio runtime).
+pub fn external_issuers(args: &ServeArgs) -> Result<Jwt, Error> {
+    let n = args.jwks_url.len();
+    if args.issuer.len() != n {
+        return Err(format!(
+            "{n} --jwks-url but {} --issuer: give one issuer per JWKS URL",
+            args.issuer.len()
+        )
+        .into());
+    }
+    if !(args.audience.len() == n || args.audience.len() <= 1) {
+        return Err("give one --audience per --jwks-url, or a single one for all".into());
+    }
+    let mut builder = Jwt::builder();
+    for (i, (url, iss)) in args.jwks_url.iter().zip(&args.issuer).enumerate() {
+        let mut issuer = Issuer::new(iss).jwks(JwksCache::builder(url).build()?);
+        if let Some(aud) = args.audience.get(i).or(args.audience.first()) {
+            issuer = issuer.audience(aud);
+        }
+        builder = builder.issuer(issuer);
+    }
+    Ok(builder.build()?)
+}
+
+/// The lines `serve` prints once it listens at `reach`: where, and with the development issuer
+/// a `curl` line with a fresh 15-minute token for `alice` (scopes `read admin`).
+///
+/// # Errors
+///
+/// When the token cannot be signed.
+pub fn banner(reach: SocketAddr, trust: &Trust) -> Result<String, Error> {
+    Ok(match &trust.dev {
+        Some(issuer) => {
+            let token = issuer.mint("alice", "read admin", Duration::from_secs(900))?;
+            format!(
+                "auth-demo is listening on http://{reach} (issuer {}). Try:\n\
+                 curl -s -H 'Authorization: Bearer {token}' http://{reach}/whoami",
+                issuer.issuer()
+            )
+        }
+        None => format!(
+            "auth-demo is listening on http://{reach}, trusting {} issuer(s).",
+            trust.issuers
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let args = ["test", "--listen", "127.0.0.1:0"].iter().chain(extra);
+        <Cli as clap::Parser>::try_parse_from(args).unwrap().serve
+    }
+
+    #[test]
+    fn external_issuer_flags_must_pair_up() {
+        let err = trust(&serve_args(&[
+            "--jwks-url",
+            "https://a.example/jwks,https://b.example/jwks",
+            "--issuer",
+            "https://a.example",
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "2 --jwks-url but 1 --issuer: give one issuer per JWKS URL"
+        );
+        let err = trust(&serve_args(&["--issuer", "https://a.example"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--issuer and --audience go with --jwks-url"
+        );
+    }
+
+    #[test]
+    fn listen_and_reach() {
+        assert!(listen_addr("localhost:80").is_err());
+        let any = listen_addr("0.0.0.0:8080").unwrap();
+        assert_eq!(reachable(any).to_string(), "127.0.0.1:8080");
+        assert_eq!(issuer_id("127.0.0.1:0"), "http://127.0.0.1:0");
+    }
+}
