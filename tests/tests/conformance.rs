@@ -3,7 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 use auth_core::Gate;
-use auth_core::policy::Scopes;
+use auth_core::policy::{PolicyMap, Scopes};
+use auth_examples::proto::demo_v1::demo_client::DemoClient;
+use auth_examples::proto::demo_v1::demo_server::{Demo, DemoServer};
+use auth_examples::proto::demo_v1::{AdminReply, WhoAmIReply};
+use auth_grpc::GrpcAuthLayer;
 use auth_tests::matrix::{
     self, BoxFuture, Credential, Framework, Outcome, REALM, Running, Setup, Target,
     classify_challenge,
@@ -36,10 +40,52 @@ fn classify_http(status: u16, challenge: Option<&str>, body: String) -> Outcome 
 }
 
 /// Calls an HTTP server with the standard paths.
-struct HttpServer {
+struct HttpClient {
     base: String,
     client: reqwest::Client,
+}
+
+/// An axum server running on the test's runtime.
+struct AxumServer {
+    http: HttpClient,
     _task: Task,
+}
+
+/// An actix-web server running on its own thread and system.
+struct ActixServer {
+    http: HttpClient,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ActixServer {
+    fn drop(&mut self) {
+        // Stop without waiting for graceful shutdown, then reap the thread.
+        drop(self.handle.stop(false));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Running for AxumServer {
+    fn call<'a>(
+        &'a self,
+        target: &'a Target,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Outcome> {
+        self.http.call(target, credential)
+    }
+}
+
+impl Running for ActixServer {
+    fn call<'a>(
+        &'a self,
+        target: &'a Target,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Outcome> {
+        self.http.call(target, credential)
+    }
 }
 
 struct Task(tokio::task::JoinHandle<()>);
@@ -60,7 +106,7 @@ fn path(target: &Target) -> String {
     }
 }
 
-impl Running for HttpServer {
+impl HttpClient {
     fn call<'a>(
         &'a self,
         target: &'a Target,
@@ -132,17 +178,282 @@ impl Framework for Axum {
             let task = Task(tokio::spawn(async move {
                 axum::serve(listener, app).await.unwrap();
             }));
-            Box::new(HttpServer {
-                base,
-                client: reqwest::Client::new(),
+            Box::new(AxumServer {
+                http: HttpClient {
+                    base,
+                    client: reqwest::Client::new(),
+                },
                 _task: task,
             }) as Box<dyn Running>
         })
     }
 }
 
+struct Actix;
+
+impl Framework for Actix {
+    fn name(&self) -> &'static str {
+        "actix-web"
+    }
+
+    fn start(&self, setup: &Setup) -> BoxFuture<'_, Box<dyn Running>> {
+        use actix_web::{App, HttpServer, web};
+        use auth_actix::{AuthMiddleware, OptionalPrincipal, Principal};
+        let jwt = setup.jwt();
+        Box::pin(async move {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            let thread = std::thread::spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let server = HttpServer::new(move || {
+                        let auth =
+                            AuthMiddleware::new(Gate::builder(jwt.clone()).realm(REALM).build());
+                        let optional = AuthMiddleware::new(
+                            Gate::builder(jwt.clone()).realm(REALM).optional().build(),
+                        );
+                        let subject = |p: Principal| async move { p.subject().to_owned() };
+                        App::new()
+                            .service(web::resource("/maybe").wrap(optional).route(web::get().to(
+                                |p: OptionalPrincipal| async move {
+                                    p.0.map_or_else(
+                                        || "anonymous".to_owned(),
+                                        |p| p.subject().to_owned(),
+                                    )
+                                },
+                            )))
+                            .service(
+                                web::scope("")
+                                    .wrap(auth.clone())
+                                    .route("/whoami", web::get().to(subject))
+                                    .service(
+                                        web::resource("/admin")
+                                            .wrap(auth.require(Scopes::all(["admin"])))
+                                            .route(web::get().to(subject)),
+                                    )
+                                    .service(
+                                        web::resource("/editor")
+                                            .wrap(auth.require(Setup::editor_policy()))
+                                            .route(web::get().to(subject)),
+                                    )
+                                    .service(
+                                        web::resource("/tenants/{tenant}/whoami")
+                                            .wrap(auth.require(Setup::tenant_policy("path:tenant")))
+                                            .route(web::get().to(subject)),
+                                    ),
+                            )
+                    })
+                    .workers(1)
+                    .listen(listener)
+                    .unwrap()
+                    .run();
+                    let _ = ready_tx.send(server.handle());
+                    server.await.unwrap();
+                });
+            });
+            let handle = ready_rx.await.unwrap();
+            Box::new(ActixServer {
+                http: HttpClient {
+                    base,
+                    client: reqwest::Client::new(),
+                },
+                handle,
+                thread: Some(thread),
+            }) as Box<dyn Running>
+        })
+    }
+}
+
+/// The demo gRPC service as the matrix needs it: both methods answer the subject the layer let
+/// through (`anonymous` when there is none).
+struct MatrixDemo;
+
+fn subject_of<T>(request: &tonic::Request<T>) -> String {
+    request
+        .extensions()
+        .get::<auth_core::Principal>()
+        .map_or_else(|| "anonymous".to_owned(), |p| p.subject().to_owned())
+}
+
+#[tonic::async_trait]
+impl Demo for MatrixDemo {
+    async fn who_am_i(
+        &self,
+        request: tonic::Request<()>,
+    ) -> Result<tonic::Response<WhoAmIReply>, tonic::Status> {
+        Ok(tonic::Response::new(WhoAmIReply {
+            subject: subject_of(&request),
+            ..WhoAmIReply::default()
+        }))
+    }
+
+    async fn admin(
+        &self,
+        request: tonic::Request<()>,
+    ) -> Result<tonic::Response<AdminReply>, tonic::Status> {
+        Ok(tonic::Response::new(AdminReply {
+            subject: subject_of(&request),
+            message: "hello, admin".into(),
+        }))
+    }
+}
+
+/// One tonic server behind the auth layer; dropping it shuts it down.
+struct GrpcServer {
+    channel: tonic::transport::Channel,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn grpc_server(gate: Gate, policies: PolicyMap) -> GrpcServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(GrpcAuthLayer::new(gate, policies))
+            .add_service(DemoServer::new(MatrixDemo))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async {
+                    let _ = rx.await;
+                },
+            ),
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    GrpcServer {
+        channel,
+        _shutdown: tx,
+    }
+}
+
+/// Four tonic servers, one per policy shape the targets need (the demo service has two
+/// methods): `WhoAmI`/`Admin` with scope `admin` on `Admin`; `WhoAmI` needing role `editor`;
+/// `WhoAmI` needing the tenant of the `x-tenant` metadata entry; `WhoAmI` on an optional gate.
+struct TonicServers {
+    plain: GrpcServer,
+    editor: GrpcServer,
+    tenant: GrpcServer,
+    optional: GrpcServer,
+}
+
+impl Running for TonicServers {
+    fn call<'a>(
+        &'a self,
+        target: &'a Target,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let mut request = tonic::Request::new(());
+            let md = request.metadata_mut();
+            let value = |v: &str| tonic::metadata::MetadataValue::try_from(v).unwrap();
+            match credential {
+                Credential::None => {}
+                Credential::Bearer(t) => {
+                    md.insert("authorization", value(&format!("Bearer {t}")));
+                }
+                Credential::TwoHeaders(t) => {
+                    md.append("authorization", value(&format!("Bearer {t}")));
+                    md.append("authorization", value(&format!("Bearer {t}")));
+                }
+                Credential::Raw(v) => {
+                    md.insert("authorization", value(v));
+                }
+            }
+            let server = match target {
+                Target::WhoAmI | Target::Admin => &self.plain,
+                Target::Editor => &self.editor,
+                Target::Tenant(t) => {
+                    md.insert("x-tenant", value(t));
+                    &self.tenant
+                }
+                Target::Optional => &self.optional,
+            };
+            let mut client = DemoClient::new(server.channel.clone());
+            let result = match target {
+                Target::Admin => client.admin(request).await.map(|r| r.into_inner().subject),
+                _ => client
+                    .who_am_i(request)
+                    .await
+                    .map(|r| r.into_inner().subject),
+            };
+            match result {
+                Ok(subject) => Outcome::Ok(subject),
+                Err(status) => classify_status(&status),
+            }
+        })
+    }
+}
+
+/// Classifies a gRPC status, checking that the code agrees with the challenge.
+fn classify_status(status: &tonic::Status) -> Outcome {
+    let challenge = status
+        .metadata()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok());
+    let outcome = classify_challenge(None, challenge, &format!("gRPC {:?}", status.code()));
+    let expected = match &outcome {
+        Outcome::Unauthenticated | Outcome::InvalidToken | Outcome::InvalidRequest => {
+            tonic::Code::Unauthenticated
+        }
+        Outcome::Forbidden(_) => tonic::Code::PermissionDenied,
+        _ => return outcome,
+    };
+    if status.code() != expected {
+        return Outcome::Other(format!(
+            "gRPC {:?} with challenge {challenge:?}",
+            status.code()
+        ));
+    }
+    outcome
+}
+
+struct Tonic;
+
+impl Framework for Tonic {
+    fn name(&self) -> &'static str {
+        "tonic"
+    }
+
+    fn start(&self, setup: &Setup) -> BoxFuture<'_, Box<dyn Running>> {
+        let jwt = setup.jwt();
+        Box::pin(async move {
+            let gate = || Gate::builder(jwt.clone()).realm(REALM).build();
+            let plain = grpc_server(
+                gate(),
+                PolicyMap::new().route("/demo.v1.Demo/Admin", Scopes::all(["admin"])),
+            )
+            .await;
+            let editor = grpc_server(
+                gate(),
+                PolicyMap::new().default_policy(Setup::editor_policy()),
+            )
+            .await;
+            let tenant = grpc_server(
+                gate(),
+                PolicyMap::new().default_policy(Setup::tenant_policy("metadata:x-tenant")),
+            )
+            .await;
+            let optional = grpc_server(
+                Gate::builder(jwt.clone()).realm(REALM).optional().build(),
+                PolicyMap::new(),
+            )
+            .await;
+            Box::new(TonicServers {
+                plain,
+                editor,
+                tenant,
+                optional,
+            }) as Box<dyn Running>
+        })
+    }
+}
+
 fn frameworks() -> Vec<Box<dyn Framework>> {
-    vec![Box::new(Axum)]
+    vec![Box::new(Axum), Box::new(Actix), Box::new(Tonic)]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
