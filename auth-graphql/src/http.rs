@@ -1,0 +1,130 @@
+//! What the HTTP adapters share: the answer to a GraphQL-over-HTTP request, the request data
+//! they add, and the bodies of requests refused before execution. Framework types stay in the
+//! adapters.
+
+use crate::error::extension_values;
+use async_graphql::indexmap::IndexMap;
+use async_graphql::{BatchRequest, BatchResponse, Name, ParseRequestError, Value};
+use auth_core::policy::{AttributeSource, Attributes};
+use auth_core::{AuthError, Gate, Principal};
+use std::borrow::Cow;
+
+/// The media type of every body the adapters send (GraphQL-over-HTTP), as async-graphql's own
+/// integrations do.
+pub(crate) const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// The answer to a GraphQL-over-HTTP request.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// Executed: 200, whatever the field errors.
+    Executed(BatchResponse),
+    /// Refused by the gate before execution: the outcome table's status and challenge.
+    Refused {
+        error: AuthError,
+        challenge: Option<String>,
+    },
+    /// The HTTP request does not hold a GraphQL request (unreadable or oversized body, bad
+    /// JSON, bad query string): 4xx with a GraphQL error body.
+    Invalid { status: u16, message: String },
+}
+
+impl Answer {
+    /// A refusal of `error`, challenging with `gate`'s realm.
+    pub(crate) fn refused(error: AuthError, gate: &Gate) -> Self {
+        let challenge = error.www_authenticate(gate.realm());
+        Self::Refused { error, challenge }
+    }
+
+    /// The HTTP status.
+    pub(crate) fn status(&self) -> u16 {
+        match self {
+            Self::Executed(_) => 200,
+            Self::Refused { error, .. } => error.http_status(),
+            Self::Invalid { status, .. } => *status,
+        }
+    }
+
+    /// The error that refused the request before execution, if it was.
+    pub(crate) fn auth_error(&self) -> Option<&AuthError> {
+        match self {
+            Self::Refused { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// The answer to a body or query string that does not hold a GraphQL request.
+pub(crate) fn invalid(error: &ParseRequestError) -> Answer {
+    let status = match error {
+        ParseRequestError::PayloadTooLarge => 413,
+        _ => 400,
+    };
+    Answer::Invalid {
+        status,
+        message: error.to_string(),
+    }
+}
+
+/// Puts the gate (for the audit sink of guards) and the principal, when there is one, into the
+/// data of every request of the batch.
+pub(crate) fn admit(
+    request: BatchRequest,
+    principal: Option<Principal>,
+    gate: &Gate,
+) -> BatchRequest {
+    let request = request.data(gate.clone());
+    match principal {
+        Some(principal) => request.data(principal),
+        None => request,
+    }
+}
+
+/// `{"errors":[{"message":...,"extensions":{"code":...}}]}`: a GraphQL response for a request
+/// refused before execution, so without a `data` entry.
+pub(crate) fn refusal_body(error: &AuthError) -> Value {
+    let extensions: IndexMap<Name, Value> = extension_values(error)
+        .map(|(name, value)| (Name::new(name), value))
+        .collect();
+    errors_body(error.description(), Some(extensions))
+}
+
+/// `{"errors":[{"message":...}]}`.
+pub(crate) fn message_body(message: &str) -> Value {
+    errors_body(message, None)
+}
+
+fn errors_body(message: &str, extensions: Option<IndexMap<Name, Value>>) -> Value {
+    let mut entry = IndexMap::with_capacity(2);
+    entry.insert(Name::new("message"), Value::from(message));
+    if let Some(extensions) = extensions {
+        entry.insert(Name::new("extensions"), Value::Object(extensions));
+    }
+    let mut body = IndexMap::with_capacity(1);
+    body.insert(Name::new("errors"), Value::List(vec![Value::Object(entry)]));
+    Value::Object(body)
+}
+
+/// Request attributes for a gate-wide policy: `header:<name>` and `query:<name>`, the ones an
+/// HTTP request has at a GraphQL endpoint (it has no route parameters). Values as sent, like
+/// `auth-tower`'s.
+pub(crate) struct HttpAttributes<'a, H> {
+    /// Looks up the first value of a header, if it is text.
+    pub(crate) header: H,
+    /// The raw query string.
+    pub(crate) query: &'a str,
+}
+
+impl<'a, H: Fn(&str) -> Option<&'a str>> Attributes for HttpAttributes<'a, H> {
+    fn attribute(&self, name: &str) -> Option<Cow<'_, str>> {
+        match AttributeSource::parse(name)? {
+            AttributeSource::Header(h) => (self.header)(h).map(Cow::Borrowed),
+            AttributeSource::Query(q) => self
+                .query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == q)
+                .map(|(_, v)| Cow::Borrowed(v)),
+            _ => None,
+        }
+    }
+}
