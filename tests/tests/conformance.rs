@@ -452,8 +452,251 @@ impl Framework for Tonic {
     }
 }
 
+/// The matrix schema: one field per target.
+mod schema {
+    use async_graphql::{Context, EmptyMutation, EmptySubscription, Object, Result, Schema};
+    use auth_graphql::{PartialResults, PolicyGuard, ScopeGuard, principal};
+    use auth_tests::matrix::Setup;
+
+    pub(crate) type MatrixSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+    pub(crate) fn build() -> MatrixSchema {
+        Schema::build(Query, EmptyMutation, EmptySubscription)
+            .extension(PartialResults)
+            .finish()
+    }
+
+    pub(crate) struct Query;
+
+    #[Object]
+    impl Query {
+        async fn whoami(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+            Ok(Some(principal(ctx)?.subject().to_owned()))
+        }
+
+        #[graphql(guard = "ScopeGuard::all([\"admin\"])")]
+        async fn admin(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+            Ok(Some(principal(ctx)?.subject().to_owned()))
+        }
+
+        #[graphql(guard = "PolicyGuard::new(Setup::editor_policy())")]
+        async fn editor(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+            Ok(Some(principal(ctx)?.subject().to_owned()))
+        }
+
+        #[graphql(guard = "PolicyGuard::new(Setup::tenant_policy(\"arg:tenant\"))")]
+        async fn tenant(&self, ctx: &Context<'_>, tenant: String) -> Result<Option<String>> {
+            let _ = tenant;
+            Ok(Some(principal(ctx)?.subject().to_owned()))
+        }
+
+        async fn maybe(&self, ctx: &Context<'_>) -> Option<String> {
+            Some(principal(ctx).map_or_else(|_| "anonymous".to_owned(), |p| p.subject().to_owned()))
+        }
+    }
+}
+
+/// The field and query for a target.
+fn graphql_query(target: &Target) -> (&'static str, String) {
+    match target {
+        Target::WhoAmI => ("whoami", "{ whoami }".into()),
+        Target::Admin => ("admin", "{ admin }".into()),
+        Target::Editor => ("editor", "{ editor }".into()),
+        Target::Tenant(t) => ("tenant", format!("{{ tenant(tenant: \"{t}\") }}")),
+        Target::Optional => ("maybe", "{ maybe }".into()),
+    }
+}
+
+/// Classifies a GraphQL-over-HTTP answer: refusals before execution carry the HTTP status and
+/// challenge (checked like any HTTP answer, and the body must be a GraphQL error with the
+/// matching code); refusals of a field are a `null` field with `extensions.code`.
+fn classify_graphql(status: u16, challenge: Option<&str>, body: &str, field: &str) -> Outcome {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Outcome::Other(format!("HTTP {status}, not JSON: {body}"));
+    };
+    let code = json["errors"][0]["extensions"]["code"]
+        .as_str()
+        .map(str::to_owned);
+    if status != 200 {
+        let outcome = classify_http(status, challenge, String::new());
+        let expected_code = match &outcome {
+            Outcome::Forbidden(_) => "FORBIDDEN",
+            _ => "UNAUTHENTICATED",
+        };
+        if code.as_deref() != Some(expected_code) {
+            return Outcome::Other(format!("HTTP {status} with GraphQL code {code:?}"));
+        }
+        return outcome;
+    }
+    if let Some(value) = json["data"][field].as_str() {
+        return Outcome::Ok(value.to_owned());
+    }
+    match code.as_deref() {
+        Some("UNAUTHENTICATED") => Outcome::Unauthenticated,
+        Some("FORBIDDEN") => Outcome::Forbidden(
+            json["errors"][0]["extensions"]["scope"]
+                .as_str()
+                .map(str::to_owned),
+        ),
+        other => Outcome::Other(format!("HTTP 200, code {other:?}: {body}")),
+    }
+}
+
+/// Posts GraphQL queries to `/graphql`.
+struct GraphQlClient {
+    http: HttpClient,
+}
+
+impl GraphQlClient {
+    fn call<'a>(
+        &'a self,
+        target: &'a Target,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let (field, query) = graphql_query(target);
+            let mut req = self
+                .http
+                .client
+                .post(format!("{}/graphql", self.http.base))
+                .json(&serde_json::json!({ "query": query }));
+            match credential {
+                Credential::None => {}
+                Credential::Bearer(t) => req = req.header("authorization", format!("Bearer {t}")),
+                Credential::TwoHeaders(t) => {
+                    req = req
+                        .header("authorization", format!("Bearer {t}"))
+                        .header("authorization", format!("Bearer {t}"));
+                }
+                Credential::Raw(v) => req = req.header("authorization", v.as_str()),
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let challenge = res
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = res.text().await.unwrap();
+            classify_graphql(status, challenge.as_deref(), &body, field)
+        })
+    }
+}
+
+struct GraphQlOverAxum;
+
+struct GraphQlAxumServer {
+    graphql: GraphQlClient,
+    _task: Task,
+}
+
+impl Running for GraphQlAxumServer {
+    fn call<'a>(
+        &'a self,
+        target: &'a Target,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Outcome> {
+        self.graphql.call(target, credential)
+    }
+}
+
+impl Framework for GraphQlOverAxum {
+    fn name(&self) -> &'static str {
+        "graphql/axum"
+    }
+
+    fn start(&self, setup: &Setup) -> BoxFuture<'_, Box<dyn Running>> {
+        let jwt = setup.jwt();
+        Box::pin(async move {
+            let gate = Gate::builder(jwt).realm(REALM).optional().build();
+            let graphql = auth_graphql::axum::GraphQl::new(schema::build(), gate);
+            let app: Router = Router::new().route("/graphql", get(graphql.clone()).post(graphql));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let task = Task(tokio::spawn(async move {
+                axum::serve(listener, app).await.unwrap();
+            }));
+            Box::new(GraphQlAxumServer {
+                graphql: GraphQlClient {
+                    http: HttpClient {
+                        base,
+                        client: reqwest::Client::new(),
+                    },
+                },
+                _task: task,
+            }) as Box<dyn Running>
+        })
+    }
+}
+
+struct GraphQlOverActix;
+
+struct GraphQlActixServer {
+    graphql: GraphQlClient,
+    _server: ActixServer,
+}
+
+impl Running for GraphQlActixServer {
+    fn call<'a>(
+        &'a self,
+        target: &'a Target,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Outcome> {
+        self.graphql.call(target, credential)
+    }
+}
+
+impl Framework for GraphQlOverActix {
+    fn name(&self) -> &'static str {
+        "graphql/actix-web"
+    }
+
+    fn start(&self, setup: &Setup) -> BoxFuture<'_, Box<dyn Running>> {
+        use actix_web::{App, HttpServer};
+        let jwt = setup.jwt();
+        Box::pin(async move {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            let thread = std::thread::spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let gate = Gate::builder(jwt).realm(REALM).optional().build();
+                    let graphql = auth_graphql::actix::GraphQl::new(schema::build(), gate);
+                    let server = HttpServer::new(move || {
+                        App::new().service(graphql.clone().resource("/graphql"))
+                    })
+                    .workers(1)
+                    .listen(listener)
+                    .unwrap()
+                    .run();
+                    let _ = ready_tx.send(server.handle());
+                    server.await.unwrap();
+                });
+            });
+            let handle = ready_rx.await.unwrap();
+            let http = || HttpClient {
+                base: base.clone(),
+                client: reqwest::Client::new(),
+            };
+            Box::new(GraphQlActixServer {
+                graphql: GraphQlClient { http: http() },
+                _server: ActixServer {
+                    http: http(),
+                    handle,
+                    thread: Some(thread),
+                },
+            }) as Box<dyn Running>
+        })
+    }
+}
+
 fn frameworks() -> Vec<Box<dyn Framework>> {
-    vec![Box::new(Axum), Box::new(Actix), Box::new(Tonic)]
+    vec![
+        Box::new(Axum),
+        Box::new(Actix),
+        Box::new(Tonic),
+        Box::new(GraphQlOverAxum),
+        Box::new(GraphQlOverActix),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
