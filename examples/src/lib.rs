@@ -6,4 +6,7 @@
 pub mod cli;
 pub mod dev_issuer;
 pub mod duration;
+pub mod graphql_demo;
+pub mod grpc_demo;
 pub mod proto;
+pub mod routes;

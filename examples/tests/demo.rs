@@ -170,3 +170,133 @@ fn mismatched_external_issuer_flags_are_refused_with_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 --jwks-url but 1 --issuer"), "{err}");
 }
+
+/// Starts `auth-demo serve` on a free port; returns the guard, the base URL, an admin token
+/// (from the printed `curl` line) and the state directory.
+fn start_demo(tag: &str) -> (Kill, String, String, std::path::PathBuf) {
+    let state = std::env::temp_dir().join(format!("auth-demo-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start auth-demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = Kill(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let _banner = lines.next().expect("a banner line").expect("read");
+    let curl = lines.next().expect("a curl line").expect("read");
+    let token = curl
+        .split("Bearer ")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .expect("token")
+        .to_owned();
+    let url = curl.rsplit(' ').next().expect("url").to_owned();
+    (
+        guard,
+        url.trim_end_matches("/whoami").to_owned(),
+        token,
+        state,
+    )
+}
+
+#[tokio::test]
+async fn graphql_and_grpc_share_the_port_and_the_policies() {
+    use auth_examples::proto::demo_v1::demo_client::DemoClient;
+    use tonic::metadata::MetadataValue;
+
+    let (guard, base, admin_token, state) = start_demo("all");
+    let reader = mint(&state, "127.0.0.1:0", "bob", "read");
+    let client = reqwest::Client::new();
+    let graphql = |token: Option<&str>, query: &str| {
+        let mut req = client
+            .post(format!("{base}/graphql"))
+            .json(&serde_json::json!({ "query": query }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let res = req.send().await.expect("graphql");
+            (
+                res.status().as_u16(),
+                res.json::<Value>().await.expect("json"),
+            )
+        }
+    };
+    // Anonymous: public fields answer, `whoami` is UNAUTHENTICATED.
+    let (status, body) = graphql(None, "{ hello whoami { subject } }").await;
+    assert_eq!(status, 200);
+    assert!(body["data"]["hello"].is_string(), "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{body}"
+    );
+    // A reader: `admin` is FORBIDDEN and null, `whoami` still answers.
+    let (status, body) = graphql(Some(&reader), "{ whoami { subject } admin }").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["whoami"]["subject"], "bob", "{body}");
+    assert!(body["data"]["admin"].is_null(), "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{body}"
+    );
+    // An admin.
+    let (_, body) = graphql(Some(&admin_token), "{ admin }").await;
+    assert_eq!(body["data"]["admin"], "welcome, admin", "{body}");
+
+    // gRPC on the same port (HTTP/2 cleartext).
+    let mut grpc = DemoClient::connect(base.clone())
+        .await
+        .expect("gRPC connect");
+    let with = |token: Option<&str>| {
+        let mut req = tonic::Request::new(());
+        if let Some(t) = token {
+            req.metadata_mut().insert(
+                "authorization",
+                MetadataValue::try_from(format!("Bearer {t}")).expect("ascii"),
+            );
+        }
+        req
+    };
+    let anonymous = grpc.who_am_i(with(None)).await.unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    let denied = grpc.admin(with(Some(&reader))).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let challenge = denied
+        .metadata()
+        .get("www-authenticate")
+        .expect("challenge");
+    assert!(
+        challenge
+            .to_str()
+            .expect("ascii")
+            .contains("scope=\"admin\"")
+    );
+    let me = grpc
+        .who_am_i(with(Some(&reader)))
+        .await
+        .expect("WhoAmI")
+        .into_inner();
+    assert_eq!(me.subject, "bob");
+    let admin = grpc
+        .admin(with(Some(&admin_token)))
+        .await
+        .expect("Admin")
+        .into_inner();
+    assert_eq!(admin.subject, "alice");
+
+    // REST is unchanged by the other two.
+    let res = client
+        .get(format!("{base}/whoami"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .expect("whoami");
+    assert_eq!(res.status(), 200);
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&state);
+}

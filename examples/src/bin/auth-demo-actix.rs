@@ -16,8 +16,9 @@ use auth_actix::{AuthMiddleware, Principal};
 use auth_core::Gate;
 use auth_core::policy::Scopes;
 use auth_examples::cli::{self, Command, Error, ServeArgs};
+use auth_examples::{graphql_demo, routes};
 use clap::Parser;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -59,11 +60,22 @@ async fn run(args: ServeArgs) -> Result<(), Error> {
     let addr = cli::listen_addr(&args.common.listen)?;
     let trust = cli::trust(&args)?;
     let auth = AuthMiddleware::new(Gate::builder(trust.jwt.clone()).realm(cli::REALM).build());
+    // GraphQL answers in GraphQL: its handler checks tokens itself, in optional mode, so that
+    // anonymous requests reach public fields.
+    let graphql = auth_graphql::actix::GraphQl::new(
+        graphql_demo::build(),
+        Gate::builder(trust.jwt.clone())
+            .realm(cli::REALM)
+            .optional()
+            .build(),
+    );
     let admin_only = auth.require(Scopes::all(["admin"]));
     let documents = trust.dev.as_ref().map(|d| (d.jwks(), d.discovery()));
 
     let app = move || {
-        let mut app = App::new().route("/healthz", get().to(healthz));
+        let mut app = App::new()
+            .route("/healthz", get().to(healthz))
+            .service(graphql.clone().resource("/graphql"));
         if let Some((jwks, discovery)) = documents.clone() {
             app = app
                 .route("/.well-known/jwks.json", get().to(document(jwks)))
@@ -108,21 +120,13 @@ fn document(doc: Value) -> impl Fn() -> std::future::Ready<web::Json<Value>> + C
 }
 
 async fn healthz() -> web::Json<Value> {
-    web::Json(json!({"status": "ok"}))
+    web::Json(routes::healthz())
 }
 
 async fn whoami(p: Principal) -> web::Json<Value> {
-    web::Json(json!({
-        "subject": p.subject(),
-        "method": p.method().as_str(),
-        "scopes": p.scopes(),
-        "roles": p.roles(),
-        "issuer": p.issuer(),
-        "tenant": p.tenant(),
-        "expires_at": p.expires_at(),
-    }))
+    web::Json(routes::whoami(&p))
 }
 
 async fn admin(p: Principal) -> web::Json<Value> {
-    web::Json(json!({"message": "welcome, admin", "subject": p.subject()}))
+    web::Json(routes::admin(&p))
 }
