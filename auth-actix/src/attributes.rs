@@ -40,7 +40,7 @@
 
 use actix_web::HttpRequest;
 use actix_web::dev::{Path, RequestHead, Url};
-use auth_core::policy::{AttributeSource, Attributes, RequestContext};
+use auth_core::policy::{AttributeSource, Attributes, RequestContext, query_value};
 use std::borrow::Cow;
 
 /// Attribute look-ups over an actix-web request.
@@ -86,13 +86,12 @@ impl Attributes for ActixAttributes<'_> {
                 .get(h)
                 .and_then(|v| v.to_str().ok())
                 .map(Cow::Borrowed),
-            AttributeSource::Query(q) => self.head.uri.query().and_then(|query| {
-                query
-                    .split('&')
-                    .filter_map(|pair| pair.split_once('='))
-                    .find(|(k, _)| *k == q)
-                    .map(|(_, v)| Cow::Borrowed(v))
-            }),
+            AttributeSource::Query(q) => self
+                .head
+                .uri
+                .query()
+                .and_then(|query| query_value(query, q))
+                .map(Cow::Borrowed),
             AttributeSource::Path(p) => self.params?.get(p).map(Cow::Borrowed),
             _ => None,
         }

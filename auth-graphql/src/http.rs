@@ -5,7 +5,7 @@
 use crate::error::extension_values;
 use async_graphql::indexmap::IndexMap;
 use async_graphql::{BatchRequest, BatchResponse, Name, ParseRequestError, Value};
-use auth_core::policy::{AttributeSource, Attributes};
+use auth_core::policy::{AttributeSource, Attributes, query_value};
 use auth_core::{AuthError, Gate, Principal};
 use std::borrow::Cow;
 
@@ -118,12 +118,7 @@ impl<'a, H: Fn(&str) -> Option<&'a str>> Attributes for HttpAttributes<'a, H> {
     fn attribute(&self, name: &str) -> Option<Cow<'_, str>> {
         match AttributeSource::parse(name)? {
             AttributeSource::Header(h) => (self.header)(h).map(Cow::Borrowed),
-            AttributeSource::Query(q) => self
-                .query
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(k, _)| *k == q)
-                .map(|(_, v)| Cow::Borrowed(v)),
+            AttributeSource::Query(q) => query_value(self.query, q).map(Cow::Borrowed),
             _ => None,
         }
     }

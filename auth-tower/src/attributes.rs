@@ -2,7 +2,7 @@
 //! [`Parts`], with attributes from headers, the query string and (behind axum's router) path
 //! parameters.
 
-use auth_core::policy::{AttributeSource, Attributes, RequestContext};
+use auth_core::policy::{AttributeSource, Attributes, RequestContext, query_value};
 use http::request::Parts;
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -49,13 +49,12 @@ impl Attributes for HttpAttributes<'_> {
                 .get(h)
                 .and_then(|v| v.to_str().ok())
                 .map(Cow::Borrowed),
-            AttributeSource::Query(q) => self.parts.uri.query().and_then(|query| {
-                query
-                    .split('&')
-                    .filter_map(|pair| pair.split_once('='))
-                    .find(|(k, _)| *k == q)
-                    .map(|(_, v)| Cow::Borrowed(v))
-            }),
+            AttributeSource::Query(q) => self
+                .parts
+                .uri
+                .query()
+                .and_then(|query| query_value(query, q))
+                .map(Cow::Borrowed),
             AttributeSource::Path(p) => self
                 .params
                 .iter()

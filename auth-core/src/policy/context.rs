@@ -81,6 +81,22 @@ impl<'n> AttributeSource<'n> {
     }
 }
 
+/// The value of `key` in a query string (`a=1&tenant=acme`), as written (not
+/// percent-decoded): the one place adapters read `query:<name>` attributes from.
+///
+/// ```
+/// use auth_core::policy::query_value;
+/// assert_eq!(query_value("a=1&tenant=acme", "tenant"), Some("acme"));
+/// assert_eq!(query_value("tenant", "tenant"), None);
+/// ```
+pub fn query_value<'q>(query: &'q str, key: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
 /// The request as a policy sees it. Adapters fill what their framework knows.
 #[derive(Clone, Copy)]
 #[must_use]

@@ -34,7 +34,7 @@ mod rbac;
 mod rules;
 mod set;
 
-pub use context::{AttributeSource, Attributes, RequestContext};
+pub use context::{AttributeSource, Attributes, RequestContext, query_value};
 pub use map::PolicyMap;
 pub use rbac::Roles;
 pub use rules::{Cidr, Rule, TimeWindow};
