@@ -14,7 +14,7 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 
 use auth_core::AuthError;
 
@@ -42,13 +42,10 @@ pub(crate) fn render(error: &AuthError, realm: &str) -> HttpResponse {
         CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    if let Some(challenge) = error.www_authenticate(realm)
-        && let Ok(v) = HeaderValue::try_from(challenge)
-    {
-        headers.insert(WWW_AUTHENTICATE, v);
-    }
-    if let Some(secs) = error.retry_after_secs() {
-        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    for (name, value) in error.http_headers(realm) {
+        if let Ok(v) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
     }
     res
 }

@@ -341,6 +341,27 @@ impl AuthError {
         }
     }
 
+    /// The headers an HTTP answer to this error carries besides its content type, as
+    /// `(lower-case name, value)`: `www-authenticate` with the challenge for `realm` (when the
+    /// outcome table sends one) and `retry-after` (429). Every HTTP adapter sends exactly these.
+    ///
+    /// ```
+    /// use auth_core::{AuthError, TokenError};
+    /// let h = AuthError::InvalidToken(TokenError::Expired).http_headers("api");
+    /// assert_eq!(h.len(), 1);
+    /// assert_eq!(h[0].0, "www-authenticate");
+    /// ```
+    pub fn http_headers(&self, realm: &str) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::with_capacity(2);
+        if let Some(challenge) = self.www_authenticate(realm) {
+            headers.push(("www-authenticate", challenge));
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            headers.push(("retry-after", secs.to_string()));
+        }
+        headers
+    }
+
     /// The response body: an RFC 9457 problem-details object (`application/problem+json`) with
     /// the RFC 6750 code as the `error` extension member. Safe to send.
     pub fn problem_json(&self) -> String {

@@ -67,8 +67,7 @@ use crate::http::{
 };
 use actix_web::body::BoxBody;
 use actix_web::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
-    WWW_AUTHENTICATE,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
 };
 use actix_web::http::{Method, StatusCode};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, Resource, Responder, web};
@@ -333,14 +332,9 @@ impl Responder for GraphQlResponse {
                 }
                 builder.json(&batch)
             }
-            Answer::Refused { error, challenge } => {
-                if let Some(challenge) = challenge
-                    && let Ok(value) = HeaderValue::try_from(challenge)
-                {
-                    builder.insert_header((WWW_AUTHENTICATE, value));
-                }
-                if let Some(secs) = error.retry_after_secs() {
-                    builder.insert_header((RETRY_AFTER, HeaderValue::from(secs)));
+            Answer::Refused { error, headers } => {
+                for (name, value) in headers {
+                    builder.insert_header((name, value));
                 }
                 builder.json(refusal_body(&error))
             }

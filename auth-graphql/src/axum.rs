@@ -98,9 +98,7 @@ use ::axum::Json;
 use ::axum::body::Bytes;
 use ::axum::extract::{ConnectInfo, FromRequest, Request};
 use ::axum::handler::Handler;
-use ::axum::http::header::{
-    CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use ::axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use ::axum::http::request::Parts;
 use ::axum::http::{Method, StatusCode};
 use ::axum::response::{IntoResponse, Response};
@@ -316,14 +314,11 @@ impl IntoResponse for GraphQlResponse {
                 }
                 headers.extend(batch.http_headers());
             }
-            Answer::Refused { error, challenge } => {
-                if let Some(challenge) = challenge
-                    && let Ok(value) = HeaderValue::try_from(challenge)
-                {
-                    headers.insert(WWW_AUTHENTICATE, value);
-                }
-                if let Some(secs) = error.retry_after_secs() {
-                    headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+            Answer::Refused { headers: extra, .. } => {
+                for (name, value) in extra {
+                    if let Ok(value) = HeaderValue::try_from(value) {
+                        headers.insert(name, value);
+                    }
                 }
             }
             Answer::Invalid { .. } => {}

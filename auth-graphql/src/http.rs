@@ -21,7 +21,8 @@ pub(crate) enum Answer {
     /// Refused by the gate before execution: the outcome table's status and challenge.
     Refused {
         error: AuthError,
-        challenge: Option<String>,
+        /// `www-authenticate`, `retry-after`: [`AuthError::http_headers`].
+        headers: Vec<(&'static str, String)>,
     },
     /// The HTTP request does not hold a GraphQL request (unreadable or oversized body, bad
     /// JSON, bad query string): 4xx with a GraphQL error body.
@@ -31,8 +32,8 @@ pub(crate) enum Answer {
 impl Answer {
     /// A refusal of `error`, challenging with `gate`'s realm.
     pub(crate) fn refused(error: AuthError, gate: &Gate) -> Self {
-        let challenge = error.www_authenticate(gate.realm());
-        Self::Refused { error, challenge }
+        let headers = error.http_headers(gate.realm());
+        Self::Refused { error, headers }
     }
 
     /// The HTTP status.

@@ -4,7 +4,7 @@
 
 use auth_core::AuthError;
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
 /// Builds the response for `error`, with challenges for `realm`.
@@ -30,13 +30,10 @@ pub fn error_response<B: From<Bytes>>(error: &AuthError, realm: &str) -> Respons
         CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    if let Some(challenge) = error.www_authenticate(realm)
-        && let Ok(v) = HeaderValue::try_from(challenge)
-    {
-        headers.insert(WWW_AUTHENTICATE, v);
-    }
-    if let Some(secs) = error.retry_after_secs() {
-        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    for (name, value) in error.http_headers(realm) {
+        if let Ok(v) = HeaderValue::try_from(value) {
+            headers.insert(name, v);
+        }
     }
     res
 }
