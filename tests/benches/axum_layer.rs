@@ -29,7 +29,7 @@
 use auth_core::issuer::{self, SigningKey};
 use auth_core::jwt::{Issuer, Jwt};
 use auth_core::keys::KeySet;
-use auth_tower::AuthLayer;
+use auth_tower::{AuthLayer, AuthService};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, StatusCode, Uri, header};
@@ -41,6 +41,7 @@ use std::cell::Cell;
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::runtime::Runtime;
+use tower::Layer as _;
 use tower::ServiceExt as _;
 use tower_oauth2_resource_server::server::OAuth2ResourceServer;
 use tower_oauth2_resource_server::tenant::TenantConfiguration;
@@ -162,6 +163,8 @@ struct Setup {
     bare: Router,
     noop_layer: Router,
     ours_cached: Router,
+    /// The layer around the whole router (`AuthLayer.layer(router)`), not per route.
+    ours_outer: AuthService<Router>,
     ours_fresh: Router,
     ours_nocache: Router,
     tower_oauth2: Router,
@@ -226,6 +229,7 @@ fn setup(rt: &Runtime, fresh_tokens: usize) -> Setup {
             |r: http::Request<Body>| r,
         ))),
         ours_cached: ready(app().layer(AuthLayer::jwt(jwt()))),
+        ours_outer: AuthLayer::jwt(jwt()).layer(ready(app())),
         ours_fresh: ready(app().layer(AuthLayer::jwt(fresh_jwt.clone()))),
         ours_nocache: ready(app().layer(AuthLayer::jwt(jwt_with_cache(0)))),
         tower_oauth2: ready(app().layer(resource_server.into_layer())),
@@ -248,6 +252,8 @@ fn setup(rt: &Runtime, fresh_tokens: usize) -> Setup {
         }
         assert_eq!(status(&s.bare, &s.token).await, StatusCode::OK);
         assert_eq!(status(&s.ours_cached, &s.token).await, StatusCode::OK);
+        let outer = s.ours_outer.clone().oneshot(request(&s.token)).await;
+        assert_eq!(outer.map(|r| r.status()).ok(), Some(StatusCode::OK));
         for t in &s.fresh.tokens {
             assert_eq!(status(&s.ours_fresh, t).await, StatusCode::OK);
             assert_eq!(status(&s.ours_nocache, t).await, StatusCode::OK);
@@ -302,6 +308,22 @@ fn criterion_groups(c: &mut Criterion, rt: &Runtime, s: &Setup) {
 
 /// Times `n` requests; returns nanoseconds per request.
 type Timed<'a> = Box<dyn FnMut(u32) -> f64 + 'a>;
+
+fn timed_outer<'a>(
+    rt: &'a Runtime,
+    svc: &'a AuthService<Router>,
+    auth: impl Fn() -> &'a HeaderValue + 'a,
+) -> Timed<'a> {
+    Box::new(move |n| {
+        rt.block_on(async {
+            let t = Instant::now();
+            for _ in 0..n {
+                black_box(svc.clone().oneshot(request(auth())).await.ok());
+            }
+            t.elapsed().as_secs_f64() * 1e9 / f64::from(n)
+        })
+    })
+}
 
 fn timed<'a>(
     rt: &'a Runtime,
@@ -363,11 +385,13 @@ fn ratios(rt: &Runtime, s: &Setup, iters: u32, batches: usize) -> Vec<String> {
             timed(rt, &s.ours_nocache, || s.fresh_nocache.next()),
             timed(rt, &s.tower_oauth2, || s.fresh_oauth2.next()),
             timed(rt, &s.noop_layer, move || token),
+            timed_outer(rt, &s.ours_outer, move || token),
         ],
         iters,
         batches,
     );
-    let (a, b, c, d, c_nocache, d_fresh, noop) = (m[0], m[1], m[2], m[3], m[4], m[5], m[6]);
+    let (a, b, c, d, c_nocache, d_fresh, noop, outer) =
+        (m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
     let line = |label: &str, v: f64| format!("{label:<44} {:>9}  /(a) = {:.2}x", fmt_ns(v), v / a);
     out.push(String::new());
     out.push(format!(
@@ -375,6 +399,7 @@ fn ratios(rt: &Runtime, s: &Setup, iters: u32, batches: usize) -> Vec<String> {
     ));
     out.push(format!("{:<44} {:>9}", "(a) bare router", fmt_ns(a)));
     out.push(line("(b) AuthLayer, cached RS256 token", b));
+    out.push(line("(b') AuthLayer around the router, cached", outer));
     out.push(line("(c) AuthLayer, fresh RS256 token", c));
     out.push(line("(d) tower-oauth2-resource-server, RS256", d));
     out.push(JWT_AUTHORIZER.to_owned());
@@ -392,9 +417,11 @@ fn ratios(rt: &Runtime, s: &Setup, iters: u32, batches: usize) -> Vec<String> {
         fmt_ns(d - a)
     ));
     out.push(format!(
-        "target (b) <= 1.3x bare: {} ((b)/(a) = {:.2}x)",
+        "target (b) <= 1.3x bare: {} ((b)/(a) = {:.2}x; around the router (b')/(a) = {:.2}x: {})",
         verdict(b / a <= 1.3),
-        b / a
+        b / a,
+        outer / a,
+        verdict(outer / a <= 1.3)
     ));
     out.push(format!(
         "target (b) >= 10x cheaper than (d): {} ((d)/(b) = {:.1}x per request; \
