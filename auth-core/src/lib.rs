@@ -14,7 +14,7 @@
 //! - [`AuthError`] maps every outcome to HTTP, RFC 6750, gRPC and GraphQL answers, once.
 //!
 //! Features: `http` (default: [`HeaderSource`] for `http::HeaderMap`), `jwks` (remote keys),
-//! `issuer` (token signing).
+//! `issuer` (token signing), `api-keys` (API key format, stores, rate limits).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -39,6 +39,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "api-keys")]
+pub mod apikey;
 pub mod audit;
 pub mod authenticator;
 mod cache;
