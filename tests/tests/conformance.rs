@@ -39,6 +39,30 @@ fn classify_http(status: u16, challenge: Option<&str>, body: String) -> Outcome 
     outcome
 }
 
+/// Sends `req` presenting `credential`; returns the status, the challenge and the body.
+async fn send(
+    mut req: reqwest::RequestBuilder,
+    credential: &Credential,
+) -> (u16, Option<String>, String) {
+    match credential {
+        Credential::None => {}
+        Credential::Bearer(t) => req = req.header("authorization", format!("Bearer {t}")),
+        Credential::TwoHeaders(t) => {
+            req = req
+                .header("authorization", format!("Bearer {t}"))
+                .header("authorization", format!("Bearer {t}"));
+        }
+        Credential::Raw(v) => req = req.header("authorization", v.as_str()),
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, challenge, res.text().await.unwrap())
+}
+
 /// Calls an HTTP server with the standard paths.
 struct HttpClient {
     base: String,
@@ -113,24 +137,8 @@ impl HttpClient {
         credential: &'a Credential,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let mut req = self.client.get(format!("{}{}", self.base, path(target)));
-            match credential {
-                Credential::None => {}
-                Credential::Bearer(t) => req = req.header("authorization", format!("Bearer {t}")),
-                Credential::TwoHeaders(t) => {
-                    req = req
-                        .header("authorization", format!("Bearer {t}"))
-                        .header("authorization", format!("Bearer {t}"));
-                }
-                Credential::Raw(v) => req = req.header("authorization", v.as_str()),
-            }
-            let res = req.send().await.unwrap();
-            let status = res.status().as_u16();
-            let challenge = res
-                .headers()
-                .get("www-authenticate")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let body = res.text().await.unwrap();
+            let req = self.client.get(format!("{}{}", self.base, path(target)));
+            let (status, challenge, body) = send(req, credential).await;
             classify_http(status, challenge.as_deref(), body)
         })
     }
@@ -555,28 +563,12 @@ impl GraphQlClient {
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let (field, query) = graphql_query(target);
-            let mut req = self
+            let req = self
                 .http
                 .client
                 .post(format!("{}/graphql", self.http.base))
                 .json(&serde_json::json!({ "query": query }));
-            match credential {
-                Credential::None => {}
-                Credential::Bearer(t) => req = req.header("authorization", format!("Bearer {t}")),
-                Credential::TwoHeaders(t) => {
-                    req = req
-                        .header("authorization", format!("Bearer {t}"))
-                        .header("authorization", format!("Bearer {t}"));
-                }
-                Credential::Raw(v) => req = req.header("authorization", v.as_str()),
-            }
-            let res = req.send().await.unwrap();
-            let status = res.status().as_u16();
-            let challenge = res
-                .headers()
-                .get("www-authenticate")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let body = res.text().await.unwrap();
+            let (status, challenge, body) = send(req, credential).await;
             classify_graphql(status, challenge.as_deref(), &body, field)
         })
     }
