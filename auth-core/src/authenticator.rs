@@ -46,12 +46,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct OwnedCredentials {
     /// The bearer token, if any.
     pub bearer: Option<String>,
+    /// The API key, if any.
+    pub api_key: Option<String>,
 }
 
 impl fmt::Debug for OwnedCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedCredentials")
             .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -60,6 +63,7 @@ impl From<&Credentials<'_>> for OwnedCredentials {
     fn from(c: &Credentials<'_>) -> Self {
         Self {
             bearer: c.bearer().map(str::to_owned),
+            api_key: c.api_key().map(str::to_owned),
         }
     }
 }
@@ -118,6 +122,81 @@ impl Authenticator for Jwt {
                 None => Err(AuthError::MissingCredentials),
             }
         })
+    }
+}
+
+/// Tries several authenticators, each for its own credential kind (JWT and API keys side by
+/// side). A request presenting more than one kind of credential is refused as malformed: which
+/// one should count would be a guess.
+#[derive(Clone, Default)]
+pub struct Chain {
+    members: Vec<Arc<dyn Authenticator>>,
+}
+
+impl fmt::Debug for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.members.iter().map(|m| m.method()))
+            .finish()
+    }
+}
+
+impl Chain {
+    /// An empty chain.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an authenticator (tried in the order added).
+    #[must_use]
+    pub fn with(mut self, authenticator: impl Authenticator) -> Self {
+        self.members.push(Arc::new(authenticator));
+        self
+    }
+
+    /// The member for these credentials, or the refusal of a request that presents two kinds.
+    fn pick(
+        &self,
+        credentials: &Credentials<'_>,
+    ) -> Result<Option<&Arc<dyn Authenticator>>, AuthError> {
+        if credentials.kinds() > 1 {
+            return Err(AuthError::InvalidRequest(
+                crate::error::RequestError::MultipleCredentials,
+            ));
+        }
+        Ok(self.members.iter().find(|m| m.accepts(credentials)))
+    }
+}
+
+impl Authenticator for Chain {
+    fn method(&self) -> AuthMethod {
+        self.members.first().map_or(AuthMethod::Jwt, |m| m.method())
+    }
+
+    fn accepts(&self, credentials: &Credentials<'_>) -> bool {
+        self.members.iter().any(|m| m.accepts(credentials))
+    }
+
+    fn authenticate_cached(
+        &self,
+        credentials: &Credentials<'_>,
+    ) -> Option<Result<Principal, AuthError>> {
+        match self.pick(credentials) {
+            Ok(member) => member?.authenticate_cached(credentials),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    fn authenticate(
+        &self,
+        credentials: OwnedCredentials,
+    ) -> BoxFuture<'static, Result<Principal, AuthError>> {
+        let borrowed = Credentials::from_owned(&credentials);
+        match self.pick(&borrowed) {
+            Ok(Some(member)) => member.authenticate(credentials),
+            Ok(None) => Box::pin(std::future::ready(Err(AuthError::MissingCredentials))),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 }
 
@@ -365,7 +444,11 @@ impl Gate {
             inner.audit.record(&AuditEvent {
                 outcome,
                 reason: result.as_ref().err().map_or("ok", AuthError::reason),
-                method: Some(inner.authenticator.method()),
+                method: Some(
+                    result
+                        .as_ref()
+                        .map_or_else(|_| inner.authenticator.method(), Principal::method),
+                ),
                 principal: result.as_ref().ok(),
                 latency: Some(started.elapsed()),
                 rule: None,

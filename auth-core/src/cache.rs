@@ -29,7 +29,8 @@ struct Entry {
     expires_at: Option<i64>,
     /// When this entry stops answering (never later than `expires_at`).
     deadline: i64,
-    key: Arc<VerifyingKey>,
+    /// The key that verified it, when a key did (tokens); its retirement voids the entry.
+    key: Option<Arc<VerifyingKey>>,
 }
 
 /// The keys are already hashes: use them as they are.
@@ -85,7 +86,7 @@ impl TokenCache {
         let (h, shard) = self.locate(token);
         let map = shard.read().unwrap_or_else(PoisonError::into_inner);
         let e = map.get(&h)?;
-        if !constant_time_eq(&e.token, token) || e.key.is_retired() {
+        if !constant_time_eq(&e.token, token) || e.key.as_ref().is_some_and(|k| k.is_retired()) {
             return None;
         }
         if e.expires_at.is_some_and(|exp| now >= exp) {
@@ -108,6 +109,33 @@ impl TokenCache {
         let deadline = now
             .saturating_add(self.max_ttl)
             .min(expires_at.unwrap_or(i64::MAX));
+        self.store(token, principal, expires_at, deadline, Some(key), now);
+    }
+
+    /// Caches a credential that has no expiry of its own to report (an API key: its state can
+    /// change in the store at any time) until `deadline` at the latest, and never past the
+    /// cache's maximum TTL.
+    #[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+    pub(crate) fn insert_until(
+        &self,
+        credential: &str,
+        principal: Principal,
+        deadline: i64,
+        now: i64,
+    ) {
+        let deadline = deadline.min(now.saturating_add(self.max_ttl));
+        self.store(credential, principal, None, deadline, None, now);
+    }
+
+    fn store(
+        &self,
+        token: &str,
+        principal: Principal,
+        expires_at: Option<i64>,
+        deadline: i64,
+        key: Option<Arc<VerifyingKey>>,
+        now: i64,
+    ) {
         if deadline <= now {
             return;
         }
@@ -122,7 +150,7 @@ impl TokenCache {
         });
         let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= self.per_shard && !map.contains_key(&h) {
-            map.retain(|_, e| e.deadline > now && !e.key.is_retired());
+            map.retain(|_, e| e.deadline > now && !e.key.as_ref().is_some_and(|k| k.is_retired()));
             if map.len() >= self.per_shard
                 && let Some(victim) = map.iter().min_by_key(|(_, e)| e.deadline).map(|(k, _)| *k)
             {

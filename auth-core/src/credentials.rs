@@ -63,12 +63,16 @@ pub struct CredentialLimits {
     /// `invalid_token`; this one guards the header itself and is answered with
     /// `invalid_request`.
     pub max_header_len: usize,
+    /// The header that carries an API key (default `x-api-key`); `Authorization: ApiKey <key>`
+    /// is read too.
+    pub api_key_header: &'static str,
 }
 
 impl Default for CredentialLimits {
     fn default() -> Self {
         Self {
             max_header_len: 16 * 1024,
+            api_key_header: "x-api-key",
         }
     }
 }
@@ -84,6 +88,7 @@ impl Default for CredentialLimits {
 #[non_exhaustive]
 pub struct Credentials<'a> {
     bearer: Option<&'a [u8]>,
+    api_key: Option<&'a [u8]>,
 }
 
 impl<'a> Credentials<'a> {
@@ -91,6 +96,23 @@ impl<'a> Credentials<'a> {
     pub fn with_bearer(token: &'a str) -> Self {
         Self {
             bearer: Some(token.as_bytes()),
+            api_key: None,
+        }
+    }
+
+    /// A borrowed view of owned credentials.
+    pub fn from_owned(owned: &'a crate::authenticator::OwnedCredentials) -> Self {
+        Self {
+            bearer: owned.bearer.as_deref().map(str::as_bytes),
+            api_key: owned.api_key.as_deref().map(str::as_bytes),
+        }
+    }
+
+    /// Credentials carrying an API key (for callers that read it themselves).
+    pub fn with_api_key(key: &'a str) -> Self {
+        Self {
+            bearer: None,
+            api_key: Some(key.as_bytes()),
         }
     }
 
@@ -108,21 +130,37 @@ impl<'a> Credentials<'a> {
         headers: &'a H,
         limits: &CredentialLimits,
     ) -> Result<Self, AuthError> {
+        let mut creds = Self::default();
         let mut values = headers.header_values("authorization");
-        let Some(value) = values.next() else {
-            return Ok(Self::default());
-        };
-        if values.next().is_some() {
-            return Err(AuthError::InvalidRequest(
-                RequestError::DuplicateAuthorization,
-            ));
+        if let Some(value) = values.next() {
+            if values.next().is_some() {
+                return Err(AuthError::InvalidRequest(
+                    RequestError::DuplicateAuthorization,
+                ));
+            }
+            if value.len() > limits.max_header_len {
+                return Err(AuthError::InvalidRequest(RequestError::HeaderTooLarge));
+            }
+            match split_scheme(value)? {
+                Some((Scheme::Bearer, token)) => creds.bearer = Some(token),
+                Some((Scheme::ApiKey, key)) => creds.api_key = Some(key),
+                None => {}
+            }
         }
-        if value.len() > limits.max_header_len {
-            return Err(AuthError::InvalidRequest(RequestError::HeaderTooLarge));
+        let mut keys = headers.header_values(limits.api_key_header);
+        if let Some(key) = keys.next() {
+            if keys.next().is_some() || creds.api_key.is_some() {
+                // Two API keys, or one in each place: which one counts is ambiguous.
+                return Err(AuthError::InvalidRequest(
+                    RequestError::DuplicateAuthorization,
+                ));
+            }
+            if key.len() > limits.max_header_len {
+                return Err(AuthError::InvalidRequest(RequestError::HeaderTooLarge));
+            }
+            creds.api_key = Some(key);
         }
-        Ok(Self {
-            bearer: split_bearer(value)?,
-        })
+        Ok(creds)
     }
 
     /// Checks the full RFC 6750 syntax of the credential (`b64token` characters).
@@ -131,12 +169,13 @@ impl<'a> Credentials<'a> {
     ///
     /// [`AuthError::InvalidRequest`] when the bearer token has characters outside `b64token`.
     pub fn validate(&self) -> Result<(), AuthError> {
-        match self.bearer {
-            Some(t) if !is_b64token(t) => Err(AuthError::InvalidRequest(
+        let bad = |v: Option<&[u8]>| v.is_some_and(|t| !is_b64token(t));
+        if bad(self.bearer) || bad(self.api_key) {
+            return Err(AuthError::InvalidRequest(
                 RequestError::MalformedAuthorization,
-            )),
-            _ => Ok(()),
+            ));
         }
+        Ok(())
     }
 
     /// The bearer token, if one was presented and its syntax is valid.
@@ -157,24 +196,54 @@ impl<'a> Credentials<'a> {
         self.bearer.is_some()
     }
 
+    /// The API key, if one was presented and its syntax is valid.
+    pub fn api_key(&self) -> Option<&'a str> {
+        self.api_key
+            .filter(|t| is_b64token(t))
+            .and_then(|t| std::str::from_utf8(t).ok())
+    }
+
+    /// The API key's bytes as presented, syntax unchecked: only for exact-match look-ups of
+    /// credentials validated before.
+    pub fn api_key_unchecked(&self) -> Option<&'a [u8]> {
+        self.api_key
+    }
+
+    /// Whether an API key was presented.
+    pub fn has_api_key(&self) -> bool {
+        self.api_key.is_some()
+    }
+
+    /// How many kinds of credential the request presents.
+    pub fn kinds(&self) -> usize {
+        usize::from(self.bearer.is_some()) + usize::from(self.api_key.is_some())
+    }
+
     /// Whether the request presents no credential at all.
     pub fn is_empty(&self) -> bool {
-        self.bearer.is_none()
+        self.kinds() == 0
     }
 }
 
-/// Splits `Bearer <token>`; `Ok(None)` for another scheme. The token's characters are checked
-/// by [`Credentials::validate`].
-fn split_bearer(value: &[u8]) -> Result<Option<&[u8]>, AuthError> {
-    const SCHEME: &[u8] = b"bearer";
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    ApiKey,
+}
+
+/// Splits `Bearer <token>` or `ApiKey <key>`; `Ok(None)` for another scheme. The credential's
+/// characters are checked by [`Credentials::validate`].
+fn split_scheme(value: &[u8]) -> Result<Option<(Scheme, &[u8])>, AuthError> {
     let scheme_end = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
-    if !value[..scheme_end].eq_ignore_ascii_case(SCHEME) {
-        return Ok(None);
-    }
-    // RFC 6750 2.1: "Bearer" 1*SP b64token
+    let scheme = match &value[..scheme_end] {
+        s if s.eq_ignore_ascii_case(b"bearer") => Scheme::Bearer,
+        s if s.eq_ignore_ascii_case(b"apikey") => Scheme::ApiKey,
+        _ => return Ok(None),
+    };
+    // RFC 6750 2.1: "Bearer" 1*SP b64token (the same shape for ApiKey)
     let rest = &value[scheme_end..];
     match rest.iter().position(|&b| b != b' ') {
-        Some(start) => Ok(Some(&rest[start..])),
+        Some(start) => Ok(Some((scheme, &rest[start..]))),
         None => Err(AuthError::InvalidRequest(
             RequestError::MalformedAuthorization,
         )),
@@ -185,7 +254,10 @@ fn split_bearer(value: &[u8]) -> Result<Option<&[u8]>, AuthError> {
 #[cfg(test)]
 fn parse_bearer(value: &[u8]) -> Result<Option<&str>, AuthError> {
     let c = Credentials {
-        bearer: split_bearer(value)?,
+        bearer: split_scheme(value)?
+            .filter(|(s, _)| *s == Scheme::Bearer)
+            .map(|(_, t)| t),
+        api_key: None,
     };
     c.validate()?;
     Ok(c.bearer())
@@ -268,6 +340,41 @@ mod tests {
     fn padding_is_allowed_only_at_the_end() {
         assert_eq!(parse("Bearer abc==").unwrap(), Some("abc=="));
         assert!(parse("Bearer ab=c").is_err());
+    }
+
+    #[test]
+    fn api_keys_from_either_place_but_not_both() {
+        let limits = CredentialLimits::default();
+        let mut h = http::HeaderMap::new();
+        h.insert("x-api-key", "ak_abc".parse().unwrap());
+        assert_eq!(
+            Credentials::from_headers(&h, &limits).unwrap().api_key(),
+            Some("ak_abc")
+        );
+        let mut a = http::HeaderMap::new();
+        a.insert("authorization", "apikey ak_def".parse().unwrap());
+        let c = Credentials::from_headers(&a, &limits).unwrap();
+        assert_eq!((c.api_key(), c.bearer()), (Some("ak_def"), None));
+        h.insert("authorization", "ApiKey ak_def".parse().unwrap());
+        assert_eq!(
+            Credentials::from_headers(&h, &limits).unwrap_err(),
+            AuthError::InvalidRequest(RequestError::DuplicateAuthorization)
+        );
+        let mut both = http::HeaderMap::new();
+        both.insert("x-api-key", "ak_abc".parse().unwrap());
+        both.insert("authorization", "Bearer a.b.c".parse().unwrap());
+        assert_eq!(
+            Credentials::from_headers(&both, &limits).unwrap().kinds(),
+            2
+        );
+        let mut bad = http::HeaderMap::new();
+        bad.insert("x-api-key", "ak abc".parse().unwrap());
+        assert!(
+            Credentials::from_headers(&bad, &limits)
+                .unwrap()
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub enum RequestError {
     MalformedAuthorization,
     /// The header value is larger than the configured limit.
     HeaderTooLarge,
+    /// More than one kind of credential (a bearer token and an API key).
+    MultipleCredentials,
 }
 
 impl RequestError {
@@ -76,6 +78,7 @@ impl RequestError {
             Self::DuplicateAuthorization => "more than one Authorization header",
             Self::MalformedAuthorization => "the Authorization header is malformed",
             Self::HeaderTooLarge => "the Authorization header is too large",
+            Self::MultipleCredentials => "more than one kind of credential",
         }
     }
 
@@ -85,6 +88,7 @@ impl RequestError {
             Self::DuplicateAuthorization => "duplicate_authorization",
             Self::MalformedAuthorization => "malformed_authorization",
             Self::HeaderTooLarge => "header_too_large",
+            Self::MultipleCredentials => "multiple_credentials",
         }
     }
 }
@@ -131,6 +135,14 @@ pub enum TokenError {
     Revoked,
     /// The token's claims do not have the shape the endpoint expects.
     ClaimsShape,
+    /// The API key is malformed, unknown, or its secret does not match.
+    ApiKeyInvalid,
+    /// The API key was revoked (or its rotation's grace period is over).
+    ApiKeyRevoked,
+    /// The API key has expired.
+    ApiKeyExpired,
+    /// The API key's use credit is spent.
+    ApiKeyExhausted,
 }
 
 impl TokenError {
@@ -156,6 +168,10 @@ impl TokenError {
             Self::InvalidType => "the token has the wrong type",
             Self::Revoked => "the token has been revoked",
             Self::ClaimsShape => "the token's claims are not what this endpoint expects",
+            Self::ApiKeyInvalid => "the API key is not valid",
+            Self::ApiKeyRevoked => "the API key has been revoked",
+            Self::ApiKeyExpired => "the API key has expired",
+            Self::ApiKeyExhausted => "the API key's use credit is spent",
         }
     }
 
@@ -181,6 +197,10 @@ impl TokenError {
             Self::InvalidType => "invalid_type",
             Self::Revoked => "revoked",
             Self::ClaimsShape => "claims_shape",
+            Self::ApiKeyInvalid => "api_key_invalid",
+            Self::ApiKeyRevoked => "api_key_revoked",
+            Self::ApiKeyExpired => "api_key_expired",
+            Self::ApiKeyExhausted => "api_key_exhausted",
         }
     }
 

@@ -58,7 +58,7 @@ pub mod keys;
 pub mod policy;
 pub mod principal;
 
-pub use authenticator::{Authenticator, BoxFuture, Check, Gate, Mode};
+pub use authenticator::{Authenticator, BoxFuture, Chain, Check, Gate, Mode};
 pub use credentials::{Credentials, HeaderSource};
 pub use error::{AuthError, BuildError, ErrorKind, GrpcCode, RequestError, TokenError};
 pub use jsonwebtoken::Algorithm;

@@ -18,6 +18,9 @@
 //! | [`Target::Optional`] | nothing; answers the subject or `anonymous`, but a presented token must be valid |
 
 use crate::fixtures::issuer::{TestIssuer, now};
+use auth_core::Chain;
+use auth_core::apikey::ApiKeys;
+use auth_core::apikey::store::{KeyRecord, KeyStore, MemoryStore};
 use auth_core::jwt::{Issuer, Jwt};
 use auth_core::keys::KeySet;
 use auth_core::policy::{PolicySet, Roles, Rule};
@@ -25,6 +28,7 @@ use serde_json::{Value, json};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// The issuer every matrix server trusts.
 pub const ISSUER: &str = "https://matrix.test";
@@ -61,6 +65,10 @@ pub enum Credential {
     TwoHeaders(String),
     /// An `Authorization` header with this exact value.
     Raw(String),
+    /// `X-API-Key: <key>` (gRPC: the `x-api-key` metadata entry).
+    ApiKey(String),
+    /// An API key and a bearer token at once.
+    ApiKeyAndBearer(String, String),
 }
 
 /// The framework-neutral result of one call.
@@ -144,6 +152,25 @@ pub trait Framework: Send + Sync {
 pub struct Setup {
     /// The issuer minting the scenarios' tokens.
     pub issuer: TestIssuer,
+    /// The API keys every server trusts (next to the issuer's tokens, through a `Chain`).
+    pub api_keys: ApiKeys,
+    /// Keys issued for the scenarios.
+    pub keys: MatrixKeys,
+}
+
+/// The API keys of the scenarios (each also stored, as the scenario needs it).
+#[derive(Debug, Clone)]
+pub struct MatrixKeys {
+    /// Active, scopes `read`; its id is the subject servers answer.
+    pub reader: (String, String),
+    /// Active, scopes `read admin`.
+    pub admin: (String, String),
+    /// Revoked.
+    pub revoked: String,
+    /// Expired.
+    pub expired: String,
+    /// Well-formed but never stored.
+    pub unknown: String,
 }
 
 impl fmt::Debug for Setup {
@@ -153,11 +180,54 @@ impl fmt::Debug for Setup {
 }
 
 impl Setup {
-    /// A fresh issuer.
-    pub fn new() -> Self {
+    /// A fresh issuer and a fresh key store with the scenarios' keys.
+    ///
+    /// # Panics
+    ///
+    /// When a fixture cannot be built.
+    pub async fn new() -> Self {
+        let store = Arc::new(MemoryStore::new());
+        let api_keys = ApiKeys::builder(store.clone())
+            .prefix("ak_matrix")
+            .build()
+            .expect("matrix API keys");
+        let t = now();
+        let issue = async |scopes: &[&str], edit: fn(&mut KeyRecord, i64)| {
+            let (key, parsed) = api_keys.format().generate().expect("a key");
+            let mut record = KeyRecord::new(
+                parsed.id(),
+                "acme",
+                "matrix",
+                api_keys.hasher().hash(parsed.secret()),
+                t,
+            );
+            record.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+            edit(&mut record, t);
+            store.insert(record).await.expect("store a key");
+            (key, parsed.id().to_owned())
+        };
+        let reader = issue(&["read"], |_, _| {}).await;
+        let admin = issue(&["read", "admin"], |_, _| {}).await;
+        let revoked = issue(&["read"], |r, t| r.revoked_at = Some(t - 1)).await.0;
+        let expired = issue(&["read"], |r, t| r.expires_at = Some(t - 1)).await.0;
+        let unknown = api_keys.format().generate().expect("a key").0;
         Self {
             issuer: TestIssuer::new(ISSUER, AUDIENCE),
+            api_keys,
+            keys: MatrixKeys {
+                reader,
+                admin,
+                revoked,
+                expired,
+                unknown,
+            },
         }
+    }
+
+    /// What every server authenticates with: the issuer's tokens ([`Setup::jwt`]) and the
+    /// scenarios' API keys, side by side.
+    pub fn authenticator(&self) -> Chain {
+        Chain::new().with(self.jwt()).with(self.api_keys.clone())
     }
 
     /// A verifier trusting the issuer, with tenants from [`TENANT_CLAIM`].
@@ -208,12 +278,6 @@ impl Setup {
     /// (`path:tenant`, `metadata:x-tenant`, `arg:tenant`).
     pub fn tenant_policy(attribute: &str) -> Rule {
         Rule::tenant_matches(attribute)
-    }
-}
-
-impl Default for Setup {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -342,6 +406,60 @@ pub fn scenarios(setup: &Setup) -> Vec<Scenario> {
             Target::Optional,
             Credential::Bearer("abc.def.ghi".into()),
             Outcome::InvalidToken,
+        ),
+        (
+            "API key",
+            Target::WhoAmI,
+            Credential::ApiKey(setup.keys.reader.0.clone()),
+            Outcome::Ok(setup.keys.reader.1.clone()),
+        ),
+        (
+            "API key, scope granted",
+            Target::Admin,
+            Credential::ApiKey(setup.keys.admin.0.clone()),
+            Outcome::Ok(setup.keys.admin.1.clone()),
+        ),
+        (
+            "API key, insufficient scope",
+            Target::Admin,
+            Credential::ApiKey(setup.keys.reader.0.clone()),
+            Outcome::Forbidden(Some("admin".into())),
+        ),
+        (
+            "API key, unknown",
+            Target::WhoAmI,
+            Credential::ApiKey(setup.keys.unknown.clone()),
+            Outcome::InvalidToken,
+        ),
+        (
+            "API key, not ours",
+            Target::WhoAmI,
+            Credential::ApiKey("ak_matrix_not-a-key".into()),
+            Outcome::InvalidToken,
+        ),
+        (
+            "API key, malformed",
+            Target::WhoAmI,
+            Credential::ApiKey("bad,key".into()),
+            Outcome::InvalidRequest,
+        ),
+        (
+            "API key, revoked",
+            Target::WhoAmI,
+            Credential::ApiKey(setup.keys.revoked.clone()),
+            Outcome::InvalidToken,
+        ),
+        (
+            "API key, expired",
+            Target::WhoAmI,
+            Credential::ApiKey(setup.keys.expired.clone()),
+            Outcome::InvalidToken,
+        ),
+        (
+            "API key and bearer token",
+            Target::WhoAmI,
+            Credential::ApiKeyAndBearer(setup.keys.reader.0.clone(), i.token()),
+            Outcome::InvalidRequest,
         ),
     ];
     rows.drain(..)

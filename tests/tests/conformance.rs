@@ -53,6 +53,12 @@ async fn send(
                 .header("authorization", format!("Bearer {t}"));
         }
         Credential::Raw(v) => req = req.header("authorization", v.as_str()),
+        Credential::ApiKey(k) => req = req.header("x-api-key", k.as_str()),
+        Credential::ApiKeyAndBearer(k, t) => {
+            req = req
+                .header("x-api-key", k.as_str())
+                .header("authorization", format!("Bearer {t}"));
+        }
     }
     let res = req.send().await.unwrap();
     let status = res.status().as_u16();
@@ -152,10 +158,10 @@ impl Framework for Axum {
     }
 
     fn start(&self, setup: &Setup) -> BoxFuture<'_, Box<dyn Running>> {
-        let jwt = setup.jwt();
+        let authn = setup.authenticator();
         Box::pin(async move {
-            let auth = AuthLayer::new(Gate::builder(jwt.clone()).realm(REALM).build());
-            let optional = AuthLayer::new(Gate::builder(jwt).realm(REALM).optional().build());
+            let auth = AuthLayer::new(Gate::builder(authn.clone()).realm(REALM).build());
+            let optional = AuthLayer::new(Gate::builder(authn).realm(REALM).optional().build());
             let subject = |p: Principal| async move { p.subject().to_owned() };
             let protected = Router::new()
                 .route("/whoami", get(subject))
@@ -207,7 +213,7 @@ impl Framework for Actix {
     fn start(&self, setup: &Setup) -> BoxFuture<'_, Box<dyn Running>> {
         use actix_web::{App, HttpServer, web};
         use auth_actix::{AuthMiddleware, OptionalPrincipal, Principal};
-        let jwt = setup.jwt();
+        let authn = setup.authenticator();
         Box::pin(async move {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let base = format!("http://{}", listener.local_addr().unwrap());
@@ -216,9 +222,9 @@ impl Framework for Actix {
                 actix_web::rt::System::new().block_on(async move {
                     let server = HttpServer::new(move || {
                         let auth =
-                            AuthMiddleware::new(Gate::builder(jwt.clone()).realm(REALM).build());
+                            AuthMiddleware::new(Gate::builder(authn.clone()).realm(REALM).build());
                         let optional = AuthMiddleware::new(
-                            Gate::builder(jwt.clone()).realm(REALM).optional().build(),
+                            Gate::builder(authn.clone()).realm(REALM).optional().build(),
                         );
                         let subject = |p: Principal| async move { p.subject().to_owned() };
                         App::new()
@@ -370,6 +376,13 @@ impl Running for TonicServers {
                 Credential::Raw(v) => {
                     md.insert("authorization", value(v));
                 }
+                Credential::ApiKey(k) => {
+                    md.insert("x-api-key", value(k));
+                }
+                Credential::ApiKeyAndBearer(k, t) => {
+                    md.insert("x-api-key", value(k));
+                    md.insert("authorization", value(&format!("Bearer {t}")));
+                }
             }
             let server = match target {
                 Target::WhoAmI | Target::Admin => &self.plain,
@@ -427,9 +440,9 @@ impl Framework for Tonic {
     }
 
     fn start(&self, setup: &Setup) -> BoxFuture<'_, Box<dyn Running>> {
-        let jwt = setup.jwt();
+        let authn = setup.authenticator();
         Box::pin(async move {
-            let gate = || Gate::builder(jwt.clone()).realm(REALM).build();
+            let gate = || Gate::builder(authn.clone()).realm(REALM).build();
             let plain = grpc_server(
                 gate(),
                 PolicyMap::new().route("/demo.v1.Demo/Admin", Scopes::all(["admin"])),
@@ -446,7 +459,7 @@ impl Framework for Tonic {
             )
             .await;
             let optional = grpc_server(
-                Gate::builder(jwt.clone()).realm(REALM).optional().build(),
+                Gate::builder(authn.clone()).realm(REALM).optional().build(),
                 PolicyMap::new(),
             )
             .await;
@@ -597,9 +610,9 @@ impl Framework for GraphQlOverAxum {
     }
 
     fn start(&self, setup: &Setup) -> BoxFuture<'_, Box<dyn Running>> {
-        let jwt = setup.jwt();
+        let authn = setup.authenticator();
         Box::pin(async move {
-            let gate = Gate::builder(jwt).realm(REALM).optional().build();
+            let gate = Gate::builder(authn).realm(REALM).optional().build();
             let graphql = auth_graphql::axum::GraphQl::new(schema::build(), gate);
             let app: Router = Router::new().route("/graphql", get(graphql.clone()).post(graphql));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -644,14 +657,14 @@ impl Framework for GraphQlOverActix {
 
     fn start(&self, setup: &Setup) -> BoxFuture<'_, Box<dyn Running>> {
         use actix_web::{App, HttpServer};
-        let jwt = setup.jwt();
+        let authn = setup.authenticator();
         Box::pin(async move {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let base = format!("http://{}", listener.local_addr().unwrap());
             let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
             let thread = std::thread::spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
-                    let gate = Gate::builder(jwt).realm(REALM).optional().build();
+                    let gate = Gate::builder(authn).realm(REALM).optional().build();
                     let graphql = auth_graphql::actix::GraphQl::new(schema::build(), gate);
                     let server = HttpServer::new(move || {
                         App::new().service(graphql.clone().resource("/graphql"))
@@ -693,7 +706,7 @@ fn frameworks() -> Vec<Box<dyn Framework>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_on_every_framework() {
-    let setup = Setup::new();
+    let setup = Setup::new().await;
     let mut failures = Vec::new();
     let frameworks = frameworks();
     for fw in &frameworks {

@@ -2,9 +2,12 @@
 //! ([`store`]), and in-process rate limits ([`limit`]).
 //!
 //! Keys are shown once, at creation; only a hash of their secret is stored, looked up by the
-//! key's public id and compared in constant time. The authenticator, rotation with a grace
-//! period, usage analytics, the SQLite/PostgreSQL stores and the Redis limiter build on these.
+//! key's public id and compared in constant time. [`ApiKeys`] is the authenticator; put it in a
+//! [`Chain`](crate::authenticator::Chain) next to a [`Jwt`](crate::jwt::Jwt) to accept both.
 
+mod authenticator;
 pub mod format;
 pub mod limit;
 pub mod store;
+
+pub use authenticator::{ApiKeys, ApiKeysBuilder};
