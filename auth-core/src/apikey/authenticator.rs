@@ -7,7 +7,9 @@
 //! resulting [`Principal`] (subject and key id: the key's id; method `api_key`; the record's
 //! tenant, scopes and roles) is cached by the exact key bytes for at most
 //! [`ApiKeysBuilder::cache_ttl`] (5 s by default): that bounds how long a revocation made
-//! in the store, by this or another process, can take to be seen.
+//! in the store, by this or another process, can take to be seen. Optional in-process rate
+//! limits per key and per tenant ([`ApiKeysBuilder::rate_per_key`]) are checked on every
+//! request, cached or not, and refuse with 429 and `Retry-After`.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -34,6 +36,7 @@
 //! ```
 
 use super::format::KeyFormat;
+use super::limit::{InProcessLimiter, Rate};
 use super::store::{KeyStatus, KeyStore, SecretHasher};
 use crate::authenticator::{Authenticator, BoxFuture, OwnedCredentials};
 use crate::cache::TokenCache;
@@ -43,7 +46,7 @@ use crate::error::{AuthError, BuildError, TokenError};
 use crate::principal::{AuthMethod, Principal};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 struct Inner {
     format: KeyFormat,
@@ -51,6 +54,38 @@ struct Inner {
     store: Arc<dyn KeyStore>,
     cache: Option<TokenCache>,
     clock: Arc<dyn Clock>,
+    limits: Option<Limits>,
+}
+
+/// Rate limits applied to every authenticated request, per key and per tenant.
+struct Limits {
+    per_key: Option<Rate>,
+    per_tenant: Option<Rate>,
+    limiter: InProcessLimiter,
+    origin: Instant,
+}
+
+impl Limits {
+    /// Counts one request of `p`; the refusal when a limit is exceeded.
+    fn check(&self, p: &Principal) -> Result<(), AuthError> {
+        let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let mut checks = Vec::with_capacity(2);
+        if let (Some(rate), Some(id)) = (&self.per_key, p.key_id()) {
+            checks.push((rate, format!("key:{id}")));
+        }
+        if let (Some(rate), Some(t)) = (&self.per_tenant, p.tenant()) {
+            checks.push((rate, format!("tenant:{t}")));
+        }
+        for (rate, bucket) in checks {
+            let d = self.limiter.check(&bucket, rate, now);
+            if !d.allowed {
+                return Err(AuthError::RateLimited {
+                    retry_after: d.retry_after,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Verifies API keys against a [`KeyStore`]. Cheap to clone.
@@ -76,6 +111,8 @@ pub struct ApiKeysBuilder {
     cache_ttl: Duration,
     cache_capacity: u64,
     clock: Option<Arc<dyn Clock>>,
+    per_key: Option<Rate>,
+    per_tenant: Option<Rate>,
 }
 
 impl fmt::Debug for ApiKeysBuilder {
@@ -111,6 +148,18 @@ impl ApiKeysBuilder {
         self
     }
 
+    /// Limits every key to `rate` (in process; refusals answer 429 with `Retry-After`).
+    pub fn rate_per_key(mut self, rate: Rate) -> Self {
+        self.per_key = Some(rate);
+        self
+    }
+
+    /// Limits every tenant, all its keys together, to `rate` (in process).
+    pub fn rate_per_tenant(mut self, rate: Rate) -> Self {
+        self.per_tenant = Some(rate);
+        self
+    }
+
     /// Builds the authenticator.
     ///
     /// # Errors
@@ -126,6 +175,12 @@ impl ApiKeysBuilder {
                 cache: (!self.cache_ttl.is_zero())
                     .then(|| TokenCache::new(self.cache_capacity, self.cache_ttl)),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                limits: (self.per_key.is_some() || self.per_tenant.is_some()).then(|| Limits {
+                    per_key: self.per_key,
+                    per_tenant: self.per_tenant,
+                    limiter: InProcessLimiter::new(100_000),
+                    origin: Instant::now(),
+                }),
             }),
         })
     }
@@ -141,6 +196,8 @@ impl ApiKeys {
             cache_ttl: Duration::from_secs(5),
             cache_capacity: 10_000,
             clock: None,
+            per_key: None,
+            per_tenant: None,
         }
     }
 
@@ -205,6 +262,9 @@ impl ApiKeys {
         {
             cache.insert_until(key, principal.clone(), ends.unwrap_or(i64::MAX), now);
         }
+        if let Some(limits) = &inner.limits {
+            limits.check(&principal)?;
+        }
         Ok(principal)
     }
 }
@@ -223,12 +283,17 @@ impl Authenticator for ApiKeys {
         credentials: &Credentials<'_>,
     ) -> Option<Result<Principal, AuthError>> {
         let cache = self.inner.cache.as_ref()?;
-        cache
+        let hit = cache
             .get(
                 credentials.api_key_unchecked()?,
                 self.inner.clock.now_unix(),
-            )
-            .map(|r| r.map_err(AuthError::InvalidToken))
+            )?
+            .map_err(AuthError::InvalidToken);
+        // Limits count every request, cached or not.
+        Some(match (&self.inner.limits, hit) {
+            (Some(limits), Ok(p)) => limits.check(&p).map(|()| p),
+            (_, hit) => hit,
+        })
     }
 
     fn authenticate(
@@ -395,6 +460,39 @@ mod tests {
             .unwrap();
         assert!(later.authenticate_cached(&creds).is_none());
         assert_eq!(err(later.verify(&key).await), TokenError::ApiKeyRevoked);
+    }
+
+    #[tokio::test]
+    async fn rate_limits_per_key_and_per_tenant_apply_to_cached_requests_too() {
+        let store = Arc::new(MemoryStore::new());
+        let keys = ApiKeys::builder(store.clone())
+            .prefix("ak_test")
+            .rate_per_key(Rate::per(Duration::from_secs(3600), 2))
+            .rate_per_tenant(Rate::per(Duration::from_secs(3600), 3))
+            .build()
+            .unwrap();
+        let s = Setup { store, keys };
+        let (a, _) = issue(&s, "acme", |_| {}).await;
+        let (b, _) = issue(&s, "acme", |_| {}).await;
+        let gate = crate::Gate::builder(s.keys.clone()).build();
+        let call = |key: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-api-key", key.parse().unwrap());
+            let gate = gate.clone();
+            async move { gate.check_async(&h).await }
+        };
+        assert!(call(&a).await.is_ok(), "slow path");
+        assert!(call(&a).await.is_ok(), "cached");
+        let third = call(&a).await.unwrap_err();
+        assert!(matches!(third, AuthError::RateLimited { .. }), "{third:?}");
+        assert_eq!(third.http_status(), 429);
+        assert!(third.retry_after_secs().unwrap() > 0);
+        // The tenant's third request (key b's first) is within b's limit but over the tenant's.
+        assert!(call(&b).await.is_ok());
+        assert!(matches!(
+            call(&b).await.unwrap_err(),
+            AuthError::RateLimited { .. }
+        ));
     }
 
     #[tokio::test]

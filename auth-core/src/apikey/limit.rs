@@ -272,4 +272,13 @@ mod tests {
         let tracked: usize = l.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(tracked <= 32, "{tracked}");
     }
+
+    #[test]
+    fn near_the_clock_origin() {
+        let l = InProcessLimiter::new(100);
+        let r = Rate::per(Duration::from_secs(3600), 2);
+        assert!(l.check("k", &r, 1_000).allowed);
+        assert!(l.check("k", &r, 2_000).allowed);
+        assert!(!l.check("k", &r, 3_000).allowed);
+    }
 }
