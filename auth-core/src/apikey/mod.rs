@@ -8,6 +8,8 @@
 mod authenticator;
 pub mod format;
 pub mod limit;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod sql;
 pub mod store;
 
 pub use authenticator::{ApiKeys, ApiKeysBuilder};
