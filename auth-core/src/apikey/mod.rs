@@ -1,4 +1,4 @@
-//! API keys (feature `api-keys`): the key format ([`format`]), stored records and stores
+//! API keys (feature `api-keys`): the key format ([`format`](mod@format)), stored records and stores
 //! ([`store`]), and in-process rate limits ([`limit`]).
 //!
 //! Keys are shown once, at creation; only a hash of their secret is stored, looked up by the
