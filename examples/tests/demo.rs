@@ -38,23 +38,9 @@ fn mint(state: &std::path::Path, listen: &str, sub: &str, scope: &str) -> String
 
 #[tokio::test]
 async fn serve_prints_a_working_curl_and_token_mints_accepted_tokens() {
-    let state = std::env::temp_dir().join(format!("auth-demo-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    // Port 0: the OS picks one; the printed lines name the real address.
-    let listen = "127.0.0.1:0";
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", listen])
-        .arg("--state-dir")
-        .arg(&state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start auth-demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let guard = Kill(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let banner = lines.next().expect("a banner line").expect("read");
-    let curl = lines.next().expect("a curl line").expect("read");
+    let demo = start_demo("e2e");
+    let (banner, curl, token, base) = (&demo.banner, &demo.curl, demo.token.as_str(), &demo.base);
+    let (state, listen) = (&demo.state, LISTEN);
     assert!(
         banner.starts_with("auth-demo is listening on http://127.0.0.1:"),
         "{banner}"
@@ -63,13 +49,7 @@ async fn serve_prints_a_working_curl_and_token_mints_accepted_tokens() {
         curl.starts_with("curl -s -H 'Authorization: Bearer "),
         "{curl}"
     );
-    let token = curl
-        .split("Bearer ")
-        .nth(1)
-        .and_then(|s| s.split('\'').next())
-        .expect("token");
-    let url = curl.rsplit(' ').next().expect("url").to_owned();
-    let base = url.trim_end_matches("/whoami").to_owned();
+    let url = format!("{base}/whoami");
 
     let client = reqwest::Client::new();
     let whoami: Value = client
@@ -94,7 +74,7 @@ async fn serve_prints_a_working_curl_and_token_mints_accepted_tokens() {
         .expect("admin");
     assert_eq!(admin.status(), 200);
 
-    let reader = mint(&state, listen, "bob", "read");
+    let reader = mint(state, listen, "bob", "read");
     let denied = client
         .get(format!("{base}/admin"))
         .bearer_auth(&reader)
@@ -145,9 +125,6 @@ async fn serve_prints_a_working_curl_and_token_mints_accepted_tokens() {
         jwks["keys"][0].get("d").is_none(),
         "the JWKS publishes no private key"
     );
-
-    drop(guard);
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
@@ -171,13 +148,36 @@ fn mismatched_external_issuer_flags_are_refused_with_a_clear_error() {
     assert!(err.contains("2 --jwks-url but 1 --issuer"), "{err}");
 }
 
-/// Starts `auth-demo serve` on a free port; returns the guard, the base URL, an admin token
-/// (from the printed `curl` line) and the state directory.
-fn start_demo(tag: &str) -> (Kill, String, String, std::path::PathBuf) {
+/// A running `auth-demo serve` on a free port, killed (and its state removed) on drop.
+struct Demo {
+    _guard: Kill,
+    /// `http://127.0.0.1:PORT`.
+    base: String,
+    /// The token of the printed `curl` line (alice, scopes `read admin`).
+    token: String,
+    /// The state directory (the development issuer's key).
+    state: std::path::PathBuf,
+    /// The first printed line.
+    banner: String,
+    /// The second printed line.
+    curl: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// The listen address given to `serve`: port 0, so the OS picks one; the printed lines name
+/// the real address, while the issuer stays `http://127.0.0.1:0`.
+const LISTEN: &str = "127.0.0.1:0";
+
+fn start_demo(tag: &str) -> Demo {
     let state = std::env::temp_dir().join(format!("auth-demo-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", LISTEN])
         .arg("--state-dir")
         .arg(&state)
         .stdout(Stdio::piped())
@@ -187,7 +187,7 @@ fn start_demo(tag: &str) -> (Kill, String, String, std::path::PathBuf) {
     let stdout = child.stdout.take().expect("stdout");
     let guard = Kill(child);
     let mut lines = BufReader::new(stdout).lines();
-    let _banner = lines.next().expect("a banner line").expect("read");
+    let banner = lines.next().expect("a banner line").expect("read");
     let curl = lines.next().expect("a curl line").expect("read");
     let token = curl
         .split("Bearer ")
@@ -196,12 +196,14 @@ fn start_demo(tag: &str) -> (Kill, String, String, std::path::PathBuf) {
         .expect("token")
         .to_owned();
     let url = curl.rsplit(' ').next().expect("url").to_owned();
-    (
-        guard,
-        url.trim_end_matches("/whoami").to_owned(),
+    Demo {
+        _guard: guard,
+        base: url.trim_end_matches("/whoami").to_owned(),
         token,
         state,
-    )
+        banner,
+        curl,
+    }
 }
 
 #[tokio::test]
@@ -209,8 +211,9 @@ async fn graphql_and_grpc_share_the_port_and_the_policies() {
     use auth_examples::proto::demo_v1::demo_client::DemoClient;
     use tonic::metadata::MetadataValue;
 
-    let (guard, base, admin_token, state) = start_demo("all");
-    let reader = mint(&state, "127.0.0.1:0", "bob", "read");
+    let demo = start_demo("all");
+    let (base, admin_token, state) = (&demo.base, &demo.token, &demo.state);
+    let reader = mint(state, LISTEN, "bob", "read");
     let client = reqwest::Client::new();
     let graphql = |token: Option<&str>, query: &str| {
         let mut req = client
@@ -245,7 +248,7 @@ async fn graphql_and_grpc_share_the_port_and_the_policies() {
         "{body}"
     );
     // An admin.
-    let (_, body) = graphql(Some(&admin_token), "{ admin }").await;
+    let (_, body) = graphql(Some(admin_token), "{ admin }").await;
     assert_eq!(body["data"]["admin"], "welcome, admin", "{body}");
 
     // gRPC on the same port (HTTP/2 cleartext).
@@ -283,7 +286,7 @@ async fn graphql_and_grpc_share_the_port_and_the_policies() {
         .into_inner();
     assert_eq!(me.subject, "bob");
     let admin = grpc
-        .admin(with(Some(&admin_token)))
+        .admin(with(Some(admin_token)))
         .await
         .expect("Admin")
         .into_inner();
@@ -297,6 +300,4 @@ async fn graphql_and_grpc_share_the_port_and_the_policies() {
         .await
         .expect("whoami");
     assert_eq!(res.status(), 200);
-    drop(guard);
-    let _ = std::fs::remove_dir_all(&state);
 }
