@@ -57,6 +57,15 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a token from the development issuer (stdout holds only the token).
     Token(TokenArgs),
+    /// Manage API keys in the key store.
+    Keys {
+        /// Where keys are kept.
+        #[command(flatten)]
+        store: crate::keys::StoreArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::keys::KeysCommand,
+    },
 }
 
 /// Arguments of every subcommand.
@@ -89,6 +98,9 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "AUTH_DEMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Where API keys are kept (`sqlite://PATH` or `postgres://...`).
+    #[command(flatten)]
+    pub store: crate::keys::StoreArgs,
 }
 
 /// Arguments of `token`.
@@ -261,6 +273,39 @@ pub fn external_issuers(args: &ServeArgs) -> Result<Jwt, Error> {
         builder = builder.issuer(issuer);
     }
     Ok(builder.build()?)
+}
+
+/// What `serve` authenticates with: the trusted issuers' tokens and the key store's API keys
+/// (`--database-url`), side by side. Call it inside the server's runtime.
+///
+/// # Errors
+///
+/// When the key store cannot be opened.
+pub async fn authenticator(args: &ServeArgs, trust: &Trust) -> Result<auth_core::Chain, Error> {
+    let store = crate::keys::open_store(&args.store.database_url).await?;
+    Ok(auth_core::Chain::new()
+        .with(trust.jwt.clone())
+        .with(crate::keys::authenticator(store)?))
+}
+
+/// Runs `keys` on its own runtime and prints what it answers.
+///
+/// # Errors
+///
+/// As [`crate::keys::run`].
+pub fn keys(
+    store: &crate::keys::StoreArgs,
+    command: crate::keys::KeysCommand,
+) -> Result<(), Error> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(async {
+        let store = crate::keys::open_store(&store.database_url).await?;
+        crate::keys::run(store, command).await
+    })?;
+    println!("{out}");
+    Ok(())
 }
 
 /// The lines `serve` prints once it listens at `reach`: where, and with the development issuer

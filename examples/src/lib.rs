@@ -8,5 +8,6 @@ pub mod dev_issuer;
 pub mod duration;
 pub mod graphql_demo;
 pub mod grpc_demo;
+pub mod keys;
 pub mod proto;
 pub mod routes;

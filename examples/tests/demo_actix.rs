@@ -74,6 +74,10 @@ fn start(bin: &str, state: &Path, subcommand: Option<&str>) -> Running {
     let mut child = cmd
         .arg("--state-dir")
         .arg(state)
+        // Never the CI's PostgreSQL: each run its own SQLite file.
+        .env_remove("DATABASE_URL")
+        .arg("--database-url")
+        .arg(format!("sqlite://{}/auth.db", state.display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

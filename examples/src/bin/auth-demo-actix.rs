@@ -39,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Token(args)) => cli::mint(&args).map(|token| println!("{token}")),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Keys { store, command }) => cli::keys(&store, command),
         None => serve(cli.serve),
     };
     match result {
@@ -59,12 +60,13 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
 async fn run(args: ServeArgs) -> Result<(), Error> {
     let addr = cli::listen_addr(&args.common.listen)?;
     let trust = cli::trust(&args)?;
-    let auth = AuthMiddleware::new(Gate::builder(trust.jwt.clone()).realm(cli::REALM).build());
+    let authn = cli::authenticator(&args, &trust).await?;
+    let auth = AuthMiddleware::new(Gate::builder(authn.clone()).realm(cli::REALM).build());
     // GraphQL answers in GraphQL: its handler checks tokens itself, in optional mode, so that
     // anonymous requests reach public fields.
     let graphql = auth_graphql::actix::GraphQl::new(
         graphql_demo::build(),
-        Gate::builder(trust.jwt.clone())
+        Gate::builder(authn.clone())
             .realm(cli::REALM)
             .optional()
             .build(),

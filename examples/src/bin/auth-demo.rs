@@ -47,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Token(args)) => cli::mint(&args).map(|token| println!("{token}")),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Keys { store, command }) => cli::keys(&store, command),
         None => serve(cli.serve),
     };
     match result {
@@ -64,9 +65,9 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
 }
 
 /// The whole application: REST behind `AuthLayer`, GraphQL with its own (optional) gate,
-/// gRPC behind `GrpcAuthLayer`, all trusting the same verifier.
-fn app(trust: &cli::Trust) -> Router {
-    let gate = || Gate::builder(trust.jwt.clone()).realm(cli::REALM);
+/// gRPC behind `GrpcAuthLayer`, all accepting the same tokens and API keys.
+fn app(trust: &cli::Trust, authn: &auth_core::Chain) -> Router {
+    let gate = || Gate::builder(authn.clone()).realm(cli::REALM);
     let auth = AuthLayer::new(gate().build());
     let rest = Router::new()
         .route("/whoami", get(whoami))
@@ -101,7 +102,8 @@ fn app(trust: &cli::Trust) -> Router {
 async fn run(args: ServeArgs) -> Result<(), Error> {
     let addr = cli::listen_addr(&args.common.listen)?;
     let trust = cli::trust(&args)?;
-    let app = app(&trust);
+    let authn = cli::authenticator(&args, &trust).await?;
+    let app = app(&trust, &authn);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
