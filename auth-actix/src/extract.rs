@@ -207,8 +207,9 @@ impl<T: DeserializeOwned> FromRequest for Claims<T> {
                 .deserialize()
                 .map(Claims)
                 .map_err(|e| {
-                    // The cause stays in the (debug) log; the caller learns only the outcome.
-                    tracing::debug!(target: "auth::actix", error = %e, "claims do not fit the extractor's type");
+                    // Only the category goes to the (debug) log: serde's message can quote claim
+                    // values (personal data). The caller learns only the outcome.
+                    tracing::debug!(target: "auth::actix", category = ?e.classify(), "claims do not fit the extractor's type");
                     AuthRejection {
                         error: AuthError::InvalidToken(TokenError::ClaimsShape),
                         realm: realm(req),

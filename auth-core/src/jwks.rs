@@ -236,11 +236,19 @@ impl fmt::Debug for JwksCache {
     }
 }
 
+impl From<reqwest::Error> for FetchError {
+    /// Drops the URL from the error: a JWKS URL may carry credentials in its userinfo, and the
+    /// message goes to the log.
+    fn from(e: reqwest::Error) -> Self {
+        Self::Http(e.without_url())
+    }
+}
+
 /// Why a fetch failed (for logs only).
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
     #[error("request failed: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(reqwest::Error),
     #[error("status {0}")]
     Status(reqwest::StatusCode),
     #[error("response larger than {0} bytes")]

@@ -288,6 +288,29 @@ pub async fn authenticator(args: &ServeArgs, trust: &Trust) -> Result<auth_core:
         .with(crate::keys::authenticator(store)?))
 }
 
+/// Runs the command line of a demo binary: `token`, `keys`, or `serve` (explicit or the
+/// default) through the binary's own `serve`; prints an error as `NAME: error` and exits 1.
+pub fn dispatch(
+    name: &str,
+    command: Option<Command>,
+    default_serve: ServeArgs,
+    serve: fn(ServeArgs) -> Result<(), Error>,
+) -> std::process::ExitCode {
+    let result = match command {
+        Some(Command::Token(args)) => mint(&args).map(|token| println!("{token}")),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Keys { store, command }) => keys(&store, command),
+        None => serve(default_serve),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs `keys` on its own runtime and prints what it answers.
 ///
 /// # Errors

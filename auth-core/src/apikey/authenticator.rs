@@ -57,11 +57,11 @@ struct Inner {
     limits: Option<Limits>,
 }
 
-/// Rate limits applied to every authenticated request, per key and per tenant.
+/// Rate limits applied to every authenticated request, per key and per tenant: one limiter per
+/// dimension, keyed by the key id or the tenant as they are (nothing allocated per request).
 struct Limits {
-    per_key: Option<Rate>,
-    per_tenant: Option<Rate>,
-    limiter: InProcessLimiter,
+    per_key: Option<(Rate, InProcessLimiter)>,
+    per_tenant: Option<(Rate, InProcessLimiter)>,
     origin: Instant,
 }
 
@@ -69,19 +69,18 @@ impl Limits {
     /// Counts one request of `p`; the refusal when a limit is exceeded.
     fn check(&self, p: &Principal) -> Result<(), AuthError> {
         let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let mut checks = Vec::with_capacity(2);
-        if let (Some(rate), Some(id)) = (&self.per_key, p.key_id()) {
-            checks.push((rate, format!("key:{id}")));
-        }
-        if let (Some(rate), Some(t)) = (&self.per_tenant, p.tenant()) {
-            checks.push((rate, format!("tenant:{t}")));
-        }
-        for (rate, bucket) in checks {
-            let d = self.limiter.check(&bucket, rate, now);
-            if !d.allowed {
-                return Err(AuthError::RateLimited {
-                    retry_after: d.retry_after,
-                });
+        let dimensions = [
+            (self.per_key.as_ref(), p.key_id()),
+            (self.per_tenant.as_ref(), p.tenant()),
+        ];
+        for (limit, bucket) in dimensions {
+            if let (Some((rate, limiter)), Some(bucket)) = (limit, bucket) {
+                let d = limiter.check(bucket, rate, now);
+                if !d.allowed {
+                    return Err(AuthError::RateLimited {
+                        retry_after: d.retry_after,
+                    });
+                }
             }
         }
         Ok(())
@@ -176,9 +175,8 @@ impl ApiKeysBuilder {
                     .then(|| TokenCache::new(self.cache_capacity, self.cache_ttl)),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 limits: (self.per_key.is_some() || self.per_tenant.is_some()).then(|| Limits {
-                    per_key: self.per_key,
-                    per_tenant: self.per_tenant,
-                    limiter: InProcessLimiter::new(100_000),
+                    per_key: self.per_key.map(|r| (r, InProcessLimiter::new(100_000))),
+                    per_tenant: self.per_tenant.map(|r| (r, InProcessLimiter::new(100_000))),
                     origin: Instant::now(),
                 }),
             }),

@@ -36,19 +36,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Command::Token(args)) => cli::mint(&args).map(|token| println!("{token}")),
-        Some(Command::Serve(args)) => serve(args),
-        Some(Command::Keys { store, command }) => cli::keys(&store, command),
-        None => serve(cli.serve),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("auth-demo-actix: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::dispatch("auth-demo-actix", cli.command, cli.serve, serve)
 }
 
 fn serve(args: ServeArgs) -> Result<(), Error> {
