@@ -487,6 +487,7 @@ impl Authenticator for Slow {
             match credentials.bearer.as_deref() {
                 Some("limited") => Err(AuthError::RateLimited {
                     retry_after: Duration::from_millis(1500),
+                    status: None,
                 }),
                 Some("down") => Err(AuthError::Unavailable("test store down")),
                 Some("bad") => Err(AuthError::InvalidToken(TokenError::Revoked)),

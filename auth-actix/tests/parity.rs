@@ -57,6 +57,7 @@ async fn every_outcome_renders_the_same() {
         },
         AuthError::RateLimited {
             retry_after: Duration::from_millis(2500),
+            status: None,
         },
         AuthError::Unavailable("store down"),
         AuthError::Misconfigured("no layer"),

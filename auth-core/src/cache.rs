@@ -22,9 +22,9 @@ use std::time::Duration;
 
 const SHARDS: usize = 16;
 
-struct Entry {
+struct Entry<V> {
     token: Box<[u8]>,
-    principal: Principal,
+    principal: V,
     /// `exp + leeway`: the token is expired from this second on.
     expires_at: Option<i64>,
     /// When this entry stops answering (never later than `expires_at`).
@@ -52,16 +52,17 @@ impl Hasher for Identity {
     }
 }
 
-type Shard = RwLock<HashMap<u64, Arc<Entry>, BuildHasherDefault<Identity>>>;
+type Shard<V> = RwLock<HashMap<u64, Arc<Entry<V>>, BuildHasherDefault<Identity>>>;
 
-pub(crate) struct TokenCache {
-    shards: Box<[Shard]>,
+/// The cache; `V` is what a hit answers (a [`Principal`] for tokens).
+pub(crate) struct TokenCache<V = Principal> {
+    shards: Box<[Shard<V>]>,
     per_shard: usize,
     hasher: foldhash::fast::RandomState,
     max_ttl: i64,
 }
 
-impl TokenCache {
+impl<V: Clone> TokenCache<V> {
     pub(crate) fn new(capacity: u64, max_ttl: Duration) -> Self {
         let per_shard = usize::try_from(capacity)
             .unwrap_or(usize::MAX)
@@ -75,14 +76,14 @@ impl TokenCache {
         }
     }
 
-    fn locate(&self, token: &[u8]) -> (u64, &Shard) {
+    fn locate(&self, token: &[u8]) -> (u64, &Shard<V>) {
         let h = self.hasher.hash_one(token);
         // The top bits pick the shard; the map uses all of them.
         (h, &self.shards[(h >> 60) as usize % SHARDS])
     }
 
     /// `None` on a miss (or a void entry); `Some(Err)` when the cached token has expired.
-    pub(crate) fn get(&self, token: &[u8], now: i64) -> Option<Result<Principal, TokenError>> {
+    pub(crate) fn get(&self, token: &[u8], now: i64) -> Option<Result<V, TokenError>> {
         let (h, shard) = self.locate(token);
         let map = shard.read().unwrap_or_else(PoisonError::into_inner);
         let e = map.get(&h)?;
@@ -101,7 +102,7 @@ impl TokenCache {
     pub(crate) fn insert(
         &self,
         token: &str,
-        principal: Principal,
+        principal: V,
         expires_at: Option<i64>,
         key: Arc<VerifyingKey>,
         now: i64,
@@ -116,13 +117,7 @@ impl TokenCache {
     /// change in the store at any time) until `deadline` at the latest, and never past the
     /// cache's maximum TTL.
     #[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
-    pub(crate) fn insert_until(
-        &self,
-        credential: &str,
-        principal: Principal,
-        deadline: i64,
-        now: i64,
-    ) {
+    pub(crate) fn insert_until(&self, credential: &str, principal: V, deadline: i64, now: i64) {
         let deadline = deadline.min(now.saturating_add(self.max_ttl));
         self.store(credential, principal, None, deadline, None, now);
     }
@@ -130,7 +125,7 @@ impl TokenCache {
     fn store(
         &self,
         token: &str,
-        principal: Principal,
+        principal: V,
         expires_at: Option<i64>,
         deadline: i64,
         key: Option<Arc<VerifyingKey>>,
@@ -158,6 +153,17 @@ impl TokenCache {
             }
         }
         map.insert(h, entry);
+    }
+
+    /// Drops every entry whose value matches (an API key revoked elsewhere).
+    #[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+    pub(crate) fn remove_where(&self, matches: impl Fn(&V) -> bool) {
+        for shard in &self.shards {
+            shard
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|_, e| !matches(&e.principal));
+        }
     }
 
     pub(crate) fn clear(&self) {

@@ -21,6 +21,7 @@
 //! ));
 //! ```
 
+use crate::ratelimit::RateLimitStatus;
 use std::fmt;
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ pub enum AuthError {
     RateLimited {
         /// When the caller may try again.
         retry_after: Duration,
+        /// The limit that refused, for the `RateLimit-Policy`/`RateLimit` headers.
+        status: Option<RateLimitStatus>,
     },
     /// The verifier cannot decide (issuer or store unreachable); the request fails closed.
     Unavailable(&'static str),
@@ -204,6 +207,14 @@ impl TokenError {
         }
     }
 
+    /// Whether this is about an API key (not a token).
+    pub fn is_api_key(&self) -> bool {
+        matches!(
+            self,
+            Self::ApiKeyInvalid | Self::ApiKeyRevoked | Self::ApiKeyExpired | Self::ApiKeyExhausted
+        )
+    }
+
     /// Internal detail for logs (the claim name or the parsing step); never shown to callers.
     pub fn detail(&self) -> Option<&'static str> {
         match self {
@@ -354,7 +365,7 @@ impl AuthError {
     /// Seconds to send in `Retry-After` (429), rounded up.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after } => {
+            Self::RateLimited { retry_after, .. } => {
                 Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
             }
             _ => None,
@@ -363,7 +374,8 @@ impl AuthError {
 
     /// The headers an HTTP answer to this error carries besides its content type, as
     /// `(lower-case name, value)`: `www-authenticate` with the challenge for `realm` (when the
-    /// outcome table sends one) and `retry-after` (429). Every HTTP adapter sends exactly these.
+    /// outcome table sends one), and for 429 `retry-after` and, when the refusing limit is
+    /// known, `ratelimit-policy` and `ratelimit`. Every HTTP adapter sends exactly these.
     ///
     /// ```
     /// use auth_core::{AuthError, TokenError};
@@ -378,6 +390,13 @@ impl AuthError {
         }
         if let Some(secs) = self.retry_after_secs() {
             headers.push(("retry-after", secs.to_string()));
+        }
+        if let Self::RateLimited {
+            status: Some(status),
+            ..
+        } = self
+        {
+            headers.extend(status.headers());
         }
         headers
     }
@@ -397,10 +416,27 @@ impl AuthError {
         body.to_string()
     }
 
-    /// The `WWW-Authenticate` value for the `Bearer` scheme, or `None` where the outcome table
-    /// sends no challenge (429, 503, 500). An empty `realm` is left out of the challenge.
+    /// The `WWW-Authenticate` value, or `None` where the outcome table sends no challenge
+    /// (429, 503, 500). The scheme is `ApiKey` when an API key was refused, `Bearer`
+    /// otherwise. An empty `realm` is left out of the challenge.
+    ///
+    /// ```
+    /// use auth_core::{AuthError, TokenError};
+    /// let key = AuthError::InvalidToken(TokenError::ApiKeyRevoked);
+    /// assert!(key.www_authenticate("api").unwrap().starts_with("ApiKey realm=\"api\", error=\"invalid_token\""));
+    /// assert!(AuthError::MissingCredentials.www_authenticate("").unwrap() == "Bearer");
+    /// ```
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {
-        self.challenge("Bearer", realm)
+        self.challenge(self.scheme(), realm)
+    }
+
+    /// The authentication scheme a challenge for this error names: `ApiKey` for a refused API
+    /// key, `Bearer` for everything else.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Self::InvalidToken(e) if e.is_api_key() => "ApiKey",
+            _ => "Bearer",
+        }
     }
 
     /// The challenge for any scheme (`Bearer`, `DPoP`, `ApiKey`, ...) in the RFC 6750 shape. An

@@ -57,6 +57,7 @@ pub mod jwt;
 pub mod keys;
 pub mod policy;
 pub mod principal;
+pub mod ratelimit;
 
 pub use authenticator::{Authenticator, BoxFuture, Chain, Check, Gate, Mode};
 pub use credentials::{Credentials, HeaderSource};

@@ -14,6 +14,7 @@
 //! assert_eq!(p.subject(), "alice");
 //! ```
 
+use crate::ratelimit::RateLimitStatus;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -109,7 +110,10 @@ struct Inner {
 
 /// An authenticated caller.
 #[derive(Clone)]
-pub struct Principal(Arc<Inner>);
+pub struct Principal {
+    inner: Arc<Inner>,
+    rate_limit: Option<RateLimitStatus>,
+}
 
 impl Principal {
     /// Starts building a principal (authenticators do this; tests and custom authenticators may).
@@ -129,62 +133,76 @@ impl Principal {
 
     /// The subject (`sub` of a token, key id of an API key, identity of a certificate).
     pub fn subject(&self) -> &str {
-        &self.0.subject
+        &self.inner.subject
     }
     /// How the caller authenticated.
     pub fn method(&self) -> AuthMethod {
-        self.0.method
+        self.inner.method
     }
     /// The issuer that vouched for the caller, if any.
     pub fn issuer(&self) -> Option<&str> {
-        self.0.issuer.as_deref()
+        self.inner.issuer.as_deref()
     }
     /// The caller's tenant, if configured and present.
     pub fn tenant(&self) -> Option<&str> {
-        self.0.tenant.as_deref()
+        self.inner.tenant.as_deref()
     }
     /// The granted scopes.
     pub fn scopes(&self) -> &[String] {
-        &self.0.scopes
+        &self.inner.scopes
     }
     /// Whether `scope` was granted.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.0.scopes.iter().any(|s| s == scope)
+        self.inner.scopes.iter().any(|s| s == scope)
     }
     /// The caller's roles.
     pub fn roles(&self) -> &[String] {
-        &self.0.roles
+        &self.inner.roles
     }
     /// Whether the caller has `role`.
     pub fn has_role(&self, role: &str) -> bool {
-        self.0.roles.iter().any(|r| r == role)
+        self.inner.roles.iter().any(|r| r == role)
     }
     /// The id of the key or certificate that verified the credential, if any.
     pub fn key_id(&self) -> Option<&str> {
-        self.0.key_id.as_deref()
+        self.inner.key_id.as_deref()
     }
     /// When the credential expires, in seconds since the Unix epoch, if it does.
     pub fn expires_at(&self) -> Option<i64> {
-        self.0.expires_at
+        self.inner.expires_at
     }
     /// All verified claims.
     pub fn claims(&self) -> &Claims {
-        &self.0.claims
+        &self.inner.claims
+    }
+
+    /// The state of the caller's closest rate limit or quota, when one applied to this
+    /// request; adapters send it as the `RateLimit-Policy` and `RateLimit` headers.
+    pub fn rate_limit(&self) -> Option<&RateLimitStatus> {
+        self.rate_limit.as_ref()
+    }
+
+    /// This principal with the rate-limit state of the current request (limiters set it).
+    #[must_use]
+    pub fn with_rate_limit(mut self, status: Option<RateLimitStatus>) -> Self {
+        self.rate_limit = status;
+        self
     }
 }
 
 impl fmt::Debug for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Principal")
-            .field("subject", &self.0.subject)
-            .field("method", &self.0.method)
-            .field("issuer", &self.0.issuer)
-            .field("tenant", &self.0.tenant)
-            .field("scopes", &self.0.scopes)
-            .field("roles", &self.0.roles)
-            .field("key_id", &self.0.key_id)
-            .field("expires_at", &self.0.expires_at)
-            .field("claims", &self.0.claims)
+            .field("subject", &self.inner.subject)
+            .field("method", &self.inner.method)
+            .field("issuer", &self.inner.issuer)
+            .field("tenant", &self.inner.tenant)
+            .field("scopes", &self.inner.scopes)
+            .field("roles", &self.inner.roles)
+            .field("key_id", &self.inner.key_id)
+            .field("expires_at", &self.inner.expires_at)
+            .field("claims", &self.inner.claims)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -231,6 +249,9 @@ impl PrincipalBuilder {
     }
     /// Finishes the principal.
     pub fn build(self) -> Principal {
-        Principal(Arc::new(self.0))
+        Principal {
+            inner: Arc::new(self.0),
+            rate_limit: None,
+        }
     }
 }

@@ -83,6 +83,7 @@ mod tests {
             (
                 AuthError::RateLimited {
                     retry_after: Duration::from_millis(1500),
+                    status: None,
                 },
                 "RATE_LIMITED",
             ),
@@ -114,6 +115,7 @@ mod tests {
     fn rate_limits_say_when_to_retry() {
         let err = AuthError::RateLimited {
             retry_after: Duration::from_millis(1500),
+            status: None,
         };
         let gql = auth_error(&err);
         let ext = gql.extensions.expect("extensions");

@@ -105,6 +105,7 @@ mod tests {
             (
                 AuthError::RateLimited {
                     retry_after: Duration::from_millis(1500),
+                    status: None,
                 },
                 Code::ResourceExhausted,
             ),
@@ -143,6 +144,7 @@ mod tests {
         let status = error_status(
             &AuthError::RateLimited {
                 retry_after: Duration::from_millis(1500),
+                status: None,
             },
             "api",
         );

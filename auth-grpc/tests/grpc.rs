@@ -547,6 +547,7 @@ impl Authenticator for OverQuota {
         Box::pin(async {
             Err(AuthError::RateLimited {
                 retry_after: Duration::from_secs(30),
+                status: None,
             })
         })
     }

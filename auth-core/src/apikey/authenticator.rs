@@ -75,10 +75,11 @@ impl Limits {
         ];
         for (limit, bucket) in dimensions {
             if let (Some((rate, limiter)), Some(bucket)) = (limit, bucket) {
-                let d = limiter.check(bucket, rate, now);
+                let d = limiter.check_rate(bucket, rate, now);
                 if !d.allowed {
                     return Err(AuthError::RateLimited {
                         retry_after: d.retry_after,
+                        status: d.status,
                     });
                 }
             }
