@@ -7,9 +7,18 @@
 //! resulting [`Principal`] (subject and key id: the key's id; method `api_key`; the record's
 //! tenant, scopes and roles) is cached by the exact key bytes for at most
 //! [`ApiKeysBuilder::cache_ttl`] (5 s by default): that bounds how long a revocation made
-//! in the store, by this or another process, can take to be seen. Optional in-process rate
-//! limits per key and per tenant ([`ApiKeysBuilder::rate_per_key`]) are checked on every
-//! request, cached or not, and refuse with 429 and `Retry-After`.
+//! in the store by another process can take to be seen when no invalidation reaches this one
+//! ([`ApiKeys::invalidate`], fed by PostgreSQL's `LISTEN`/`NOTIFY`, makes it immediate).
+//!
+//! Every request, cached or not, is then checked against the key's limits (its record's
+//! [`KeyLimits`], or the per-key defaults of [`ApiKeysBuilder::rate_per_key`] and
+//! [`ApiKeysBuilder::quota_per_key`]) and its tenant's ([`ApiKeysBuilder::rate_per_tenant`],
+//! [`ApiKeysBuilder::quota_per_tenant`]), all at once, by a [`Limiter`]: in process by default,
+//! or shared by replicas ([`ApiKeysBuilder::limiter`]). A refusal answers 429 with
+//! `Retry-After` and the `RateLimit` headers; an allowed request carries the state of its
+//! closest limit on the principal ([`Principal::rate_limit`]) for adapters to send. A key with a
+//! use credit is never cached, and spends one use per request the limits let through. With a
+//! [`UsageRecorder`] ([`ApiKeysBuilder::usage`]), every outcome of a known key is counted.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -36,8 +45,12 @@
 //! ```
 
 use super::format::KeyFormat;
-use super::limit::{InProcessLimiter, Rate};
-use super::store::{KeyStatus, KeyStore, SecretHasher};
+use super::limit::{
+    Dimension, InProcessLimiter, KeyLimits, Limit, LimitCheck, LimitDecision, LimitError,
+    LimitOutcome, Limiter, Quota, Rate, Window,
+};
+use super::store::{Invalidation, KeyRecord, KeyStatus, KeyStore, SecretHasher};
+use super::usage::{Outcome, UsageRecorder};
 use crate::authenticator::{Authenticator, BoxFuture, OwnedCredentials};
 use crate::cache::TokenCache;
 use crate::clock::{Clock, SystemClock};
@@ -46,46 +59,59 @@ use crate::error::{AuthError, BuildError, TokenError};
 use crate::principal::{AuthMethod, Principal};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// A verified key as the cache keeps it: the principal and the limits that apply to it.
+struct Verified {
+    principal: Principal,
+    /// The key's own limits, the authenticator's per-key defaults filling the gaps.
+    limits: KeyLimits,
+}
 
 struct Inner {
     format: KeyFormat,
     hasher: SecretHasher,
     store: Arc<dyn KeyStore>,
-    cache: Option<TokenCache>,
+    cache: Option<TokenCache<Arc<Verified>>>,
     clock: Arc<dyn Clock>,
-    limits: Option<Limits>,
+    key_defaults: KeyLimits,
+    tenant_limits: KeyLimits,
+    limiter: Arc<dyn Limiter>,
+    usage: Option<Arc<UsageRecorder>>,
 }
 
-/// Rate limits applied to every authenticated request, per key and per tenant: one limiter per
-/// dimension, keyed by the key id or the tenant as they are (nothing allocated per request).
-struct Limits {
-    per_key: Option<(Rate, InProcessLimiter)>,
-    per_tenant: Option<(Rate, InProcessLimiter)>,
-    origin: Instant,
-}
-
-impl Limits {
-    /// Counts one request of `p`; the refusal when a limit is exceeded.
-    fn check(&self, p: &Principal) -> Result<(), AuthError> {
-        let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let dimensions = [
-            (self.per_key.as_ref(), p.key_id()),
-            (self.per_tenant.as_ref(), p.tenant()),
-        ];
-        for (limit, bucket) in dimensions {
-            if let (Some((rate, limiter)), Some(bucket)) = (limit, bucket) {
-                let d = limiter.check_rate(bucket, rate, now);
-                if !d.allowed {
-                    return Err(AuthError::RateLimited {
-                        retry_after: d.retry_after,
-                        status: d.status,
-                    });
-                }
-            }
+/// The checks of one request (key rate and quota, tenant rate and quota, as configured), on
+/// the stack: the array and how many of it are used.
+fn checks<'a>(
+    key: &KeyLimits,
+    tenant: &KeyLimits,
+    p: &'a Principal,
+) -> ([LimitCheck<'a>; 4], usize) {
+    let unused = LimitCheck {
+        dimension: Dimension::Key,
+        bucket: "",
+        limit: Limit::Quota(Quota::new(1, Window::Hour)),
+    };
+    let mut out = [unused; 4];
+    let mut n = 0;
+    let key_id = p.key_id().unwrap_or_else(|| p.subject());
+    let dims = [
+        (Dimension::Key, key, Some(key_id)),
+        (Dimension::Tenant, tenant, p.tenant()),
+    ];
+    for (dimension, limits, bucket) in dims {
+        let Some(bucket) = bucket else { continue };
+        let kinds = [limits.rate.map(Limit::Rate), limits.quota.map(Limit::Quota)];
+        for limit in kinds.into_iter().flatten() {
+            out[n] = LimitCheck {
+                dimension,
+                bucket,
+                limit,
+            };
+            n += 1;
         }
-        Ok(())
     }
+    (out, n)
 }
 
 /// Verifies API keys against a [`KeyStore`]. Cheap to clone.
@@ -98,6 +124,8 @@ impl fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKeys")
             .field("prefix", &self.inner.format.prefix())
+            .field("key_defaults", &self.inner.key_defaults)
+            .field("tenant_limits", &self.inner.tenant_limits)
             .finish_non_exhaustive()
     }
 }
@@ -111,8 +139,10 @@ pub struct ApiKeysBuilder {
     cache_ttl: Duration,
     cache_capacity: u64,
     clock: Option<Arc<dyn Clock>>,
-    per_key: Option<Rate>,
-    per_tenant: Option<Rate>,
+    key_defaults: KeyLimits,
+    tenant_limits: KeyLimits,
+    limiter: Option<Arc<dyn Limiter>>,
+    usage: Option<Arc<UsageRecorder>>,
 }
 
 impl fmt::Debug for ApiKeysBuilder {
@@ -137,7 +167,8 @@ impl ApiKeysBuilder {
         self
     }
     /// How long a verified key is answered from memory (default 5 s; zero disables the
-    /// cache). This bounds how late a revocation is seen.
+    /// cache). This bounds how late a revocation made elsewhere is seen when no
+    /// invalidation reaches this process ([`ApiKeys::invalidate`]).
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
         self
@@ -148,15 +179,41 @@ impl ApiKeysBuilder {
         self
     }
 
-    /// Limits every key to `rate` (in process; refusals answer 429 with `Retry-After`).
+    /// The rate of every key whose record sets none (refusals answer 429 with `Retry-After`).
     pub fn rate_per_key(mut self, rate: Rate) -> Self {
-        self.per_key = Some(rate);
+        self.key_defaults.rate = Some(rate);
         self
     }
 
-    /// Limits every tenant, all its keys together, to `rate` (in process).
+    /// The quota of every key whose record sets none.
+    pub fn quota_per_key(mut self, quota: Quota) -> Self {
+        self.key_defaults.quota = Some(quota);
+        self
+    }
+
+    /// Limits every tenant, all its keys together, to `rate`.
     pub fn rate_per_tenant(mut self, rate: Rate) -> Self {
-        self.per_tenant = Some(rate);
+        self.tenant_limits.rate = Some(rate);
+        self
+    }
+
+    /// Limits every tenant, all its keys together, to `quota`.
+    pub fn quota_per_tenant(mut self, quota: Quota) -> Self {
+        self.tenant_limits.quota = Some(quota);
+        self
+    }
+
+    /// Where limits are counted: in process by default ([`InProcessLimiter`], exact for one
+    /// process), or a backend shared by replicas (Redis, feature `redis`).
+    pub fn limiter(mut self, limiter: Arc<dyn Limiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Counts every outcome of a known key in `recorder` (usage analytics and the batched
+    /// last-used time; flush it with [`UsageRecorder::spawn_flusher`]).
+    pub fn usage(mut self, recorder: Arc<UsageRecorder>) -> Self {
+        self.usage = Some(recorder);
         self
     }
 
@@ -175,14 +232,29 @@ impl ApiKeysBuilder {
                 cache: (!self.cache_ttl.is_zero())
                     .then(|| TokenCache::new(self.cache_capacity, self.cache_ttl)),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-                limits: (self.per_key.is_some() || self.per_tenant.is_some()).then(|| Limits {
-                    per_key: self.per_key.map(|r| (r, InProcessLimiter::new(100_000))),
-                    per_tenant: self.per_tenant.map(|r| (r, InProcessLimiter::new(100_000))),
-                    origin: Instant::now(),
-                }),
+                key_defaults: self.key_defaults,
+                tenant_limits: self.tenant_limits,
+                limiter: self
+                    .limiter
+                    .unwrap_or_else(|| Arc::new(InProcessLimiter::new(100_000))),
+                usage: self.usage,
             }),
         })
     }
+}
+
+fn refused(d: LimitDecision) -> AuthError {
+    AuthError::RateLimited {
+        retry_after: d.retry_after,
+        status: d.status,
+    }
+}
+
+/// The limiter failed closed. Limiters audit their own failures (with the fail mode and
+/// cause), so this adds nothing to the logs but a debug line.
+fn limiter_down(e: &LimitError) -> AuthError {
+    tracing::debug!(target: "auth::apikey", error = %e, "rate limiter unavailable, refusing");
+    AuthError::Unavailable("the rate limiter could not be reached")
 }
 
 impl ApiKeys {
@@ -195,8 +267,10 @@ impl ApiKeys {
             cache_ttl: Duration::from_secs(5),
             cache_capacity: 10_000,
             clock: None,
-            per_key: None,
-            per_tenant: None,
+            key_defaults: KeyLimits::default(),
+            tenant_limits: KeyLimits::default(),
+            limiter: None,
+            usage: None,
         }
     }
 
@@ -210,14 +284,106 @@ impl ApiKeys {
         &self.inner.hasher
     }
 
-    /// Verifies a key.
+    /// The store the keys are verified against.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.inner.store
+    }
+
+    /// Forgets cached verifications of the keys `change` names, so the next request of such a
+    /// key reads the store again. Wire it to the store's change notifications (PostgreSQL:
+    /// `PostgresStore::listen`) to see revocations made by other processes at once instead
+    /// of after the cache TTL.
+    pub fn invalidate(&self, change: &Invalidation) {
+        if let Some(cache) = &self.inner.cache {
+            match change {
+                Invalidation::Key(id) => {
+                    cache.remove_where(|v| v.principal.key_id() == Some(id.as_str()));
+                }
+                Invalidation::Tenant(t) => {
+                    cache.remove_where(|v| v.principal.tenant() == Some(t.as_str()));
+                }
+            }
+        }
+    }
+
+    fn record(&self, record: &KeyRecord, outcome: Outcome, now: i64) {
+        if let Some(usage) = &self.inner.usage {
+            usage.record(&record.id, &record.tenant, outcome, now);
+        }
+    }
+
+    fn record_principal(&self, p: &Principal, outcome: Outcome, now: i64) {
+        if let (Some(usage), Some(id), Some(tenant)) = (&self.inner.usage, p.key_id(), p.tenant()) {
+            usage.record(id, tenant, outcome, now);
+        }
+    }
+
+    /// Applies the limits to one request of a verified key: at once when the limiter can
+    /// answer without I/O (`Ok`), else the pending check (`Err`).
+    fn admit(
+        &self,
+        verified: &Verified,
+        now: i64,
+    ) -> Result<Result<Principal, AuthError>, BoxFuture<'static, Result<Principal, AuthError>>>
+    {
+        let inner = &*self.inner;
+        let p = &verified.principal;
+        let (checks, n) = checks(&verified.limits, &inner.tenant_limits, p);
+        if n == 0 {
+            self.record_principal(p, Outcome::Allowed, now);
+            return Ok(Ok(p.clone()));
+        }
+        match inner.limiter.check(&checks[..n], now) {
+            LimitOutcome::Ready(r) => Ok(self.conclude(p, r, now)),
+            LimitOutcome::Pending(f) => {
+                let keys = self.clone();
+                let p = p.clone();
+                Err(Box::pin(async move {
+                    let r = f.await;
+                    keys.conclude(&p, r, now)
+                }))
+            }
+        }
+    }
+
+    fn conclude(
+        &self,
+        p: &Principal,
+        r: Result<LimitDecision, LimitError>,
+        now: i64,
+    ) -> Result<Principal, AuthError> {
+        match r {
+            Ok(d) if d.allowed => {
+                self.record_principal(p, Outcome::Allowed, now);
+                Ok(p.clone().with_rate_limit(d.status))
+            }
+            Ok(d) => {
+                self.record_principal(p, Outcome::RateLimited, now);
+                Err(refused(d))
+            }
+            Err(e) => Err(limiter_down(&e)),
+        }
+    }
+
+    /// Verifies a key and applies its limits (and, for a key with a use credit, spends one
+    /// use).
     ///
     /// # Errors
     ///
-    /// [`AuthError::InvalidToken`] with the `ApiKey*` reasons, or [`AuthError::Unavailable`]
-    /// when the store cannot answer.
+    /// [`AuthError::InvalidToken`] with the `ApiKey*` reasons, [`AuthError::RateLimited`],
+    /// or [`AuthError::Unavailable`] when the store or the limiter cannot answer.
     pub async fn verify(&self, key: &str) -> Result<Principal, AuthError> {
         let inner = &*self.inner;
+        let now = inner.clock.now_unix();
+        if let Some(cache) = &inner.cache
+            && let Some(hit) = cache.get(key.as_bytes(), now)
+        {
+            let verified = hit.map_err(AuthError::InvalidToken)?;
+            return match self.admit(&verified, now) {
+                Ok(r) => r,
+                Err(pending) => pending.await,
+            };
+        }
         let parsed = inner
             .format
             .parse(key)
@@ -232,14 +398,18 @@ impl ApiKeys {
             })?
             .ok_or(AuthError::InvalidToken(TokenError::ApiKeyInvalid))?;
         if !inner.hasher.verify(parsed.secret(), &record.secret_hash) {
+            self.record(&record, Outcome::Invalid, now);
             return Err(AuthError::InvalidToken(TokenError::ApiKeyInvalid));
         }
-        let now = inner.clock.now_unix();
-        match record.status(now) {
-            KeyStatus::Active => {}
-            KeyStatus::Revoked => return Err(TokenError::ApiKeyRevoked.into()),
-            KeyStatus::Expired => return Err(TokenError::ApiKeyExpired.into()),
-            _ => return Err(TokenError::ApiKeyExhausted.into()),
+        let refusal = match record.status(now) {
+            KeyStatus::Active => None,
+            KeyStatus::Revoked => Some((TokenError::ApiKeyRevoked, Outcome::Revoked)),
+            KeyStatus::Expired => Some((TokenError::ApiKeyExpired, Outcome::Expired)),
+            _ => Some((TokenError::ApiKeyExhausted, Outcome::Exhausted)),
+        };
+        if let Some((error, outcome)) = refusal {
+            self.record(&record, outcome, now);
+            return Err(error.into());
         }
         // A key ends at its expiry or at a scheduled revocation (a rotation's grace period).
         let ends = [record.expires_at, record.revoked_at]
@@ -254,15 +424,31 @@ impl ApiKeys {
         if let Some(end) = ends {
             b = b.expires_at(end);
         }
-        let principal = b.build();
+        let verified = Arc::new(Verified {
+            principal: b.build(),
+            limits: record.limits.or(inner.key_defaults),
+        });
+        let has_credit = record.remaining_uses.is_some();
         // Keys with a use credit are checked against the store every time.
         if let Some(cache) = &inner.cache
-            && record.remaining_uses.is_none()
+            && !has_credit
         {
-            cache.insert_until(key, principal.clone(), ends.unwrap_or(i64::MAX), now);
+            cache.insert_until(key, verified.clone(), ends.unwrap_or(i64::MAX), now);
         }
-        if let Some(limits) = &inner.limits {
-            limits.check(&principal)?;
+        let principal = match self.admit(&verified, now) {
+            Ok(r) => r,
+            Err(pending) => pending.await,
+        }?;
+        // Spend the credit only for a request the limits let through.
+        if has_credit {
+            let spent = inner.store.consume_use(&record.id).await.map_err(|e| {
+                tracing::warn!(target: "auth::apikey", error = %e, "spending a key's use failed");
+                AuthError::Unavailable("the key store could not be reached")
+            })?;
+            if !spent {
+                self.record(&record, Outcome::Exhausted, now);
+                return Err(TokenError::ApiKeyExhausted.into());
+            }
         }
         Ok(principal)
     }
@@ -282,17 +468,14 @@ impl Authenticator for ApiKeys {
         credentials: &Credentials<'_>,
     ) -> Option<Result<Principal, AuthError>> {
         let cache = self.inner.cache.as_ref()?;
-        let hit = cache
-            .get(
-                credentials.api_key_unchecked()?,
-                self.inner.clock.now_unix(),
-            )?
-            .map_err(AuthError::InvalidToken);
-        // Limits count every request, cached or not.
-        Some(match (&self.inner.limits, hit) {
-            (Some(limits), Ok(p)) => limits.check(&p).map(|()| p),
-            (_, hit) => hit,
-        })
+        let now = self.inner.clock.now_unix();
+        let verified = match cache.get(credentials.api_key_unchecked()?, now)? {
+            Ok(v) => v,
+            Err(e) => return Some(Err(AuthError::InvalidToken(e))),
+        };
+        // Limits count every request, cached or not; a limiter that needs I/O answers on the
+        // asynchronous path.
+        self.admit(&verified, now).ok()
     }
 
     fn authenticate(
@@ -312,7 +495,8 @@ impl Authenticator for ApiKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apikey::store::{KeyRecord, MemoryStore};
+    use crate::apikey::store::MemoryStore;
+    use crate::apikey::usage::{Granularity, UsageQuery};
     use crate::clock::FixedClock;
 
     struct Setup {
@@ -520,5 +704,144 @@ mod tests {
         let mut by_scheme = http::HeaderMap::new();
         by_scheme.insert("authorization", format!("ApiKey {key}").parse().unwrap());
         assert!(gate.check_async(&by_scheme).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn per_key_limits_from_the_record_override_defaults_and_report_status() {
+        let store = Arc::new(MemoryStore::new());
+        let keys = ApiKeys::builder(store.clone())
+            .prefix("ak_test")
+            .rate_per_key(Rate::per(Duration::from_secs(3600), 100))
+            .quota_per_tenant(Quota::new(1_000, Window::Day))
+            .build()
+            .unwrap();
+        let s = Setup { store, keys };
+        let (own, _) = issue(&s, "acme", |r| {
+            r.limits = KeyLimits::new(Some(Rate::per(Duration::from_secs(3600), 2)), None);
+        })
+        .await;
+        let (default, _) = issue(&s, "acme", |_| {}).await;
+        let first = s.keys.verify(&own).await.unwrap();
+        let status = first.rate_limit().copied().unwrap();
+        assert_eq!((status.policy, status.remaining), ("key-rate", 1));
+        assert!(s.keys.verify(&own).await.is_ok(), "cached, second of two");
+        match s.keys.verify(&own).await {
+            Err(AuthError::RateLimited {
+                retry_after,
+                status: Some(status),
+            }) => {
+                assert!(retry_after > Duration::ZERO);
+                assert_eq!((status.policy, status.remaining), ("key-rate", 0));
+            }
+            other => panic!("expected 429, got {other:?}"),
+        }
+        // The other key gets the defaults: 100/h per key, 1000/day for the tenant (2 used by
+        // `own`, the refused third not counted).
+        let p = s.keys.verify(&default).await.unwrap();
+        let status = p.rate_limit().copied().unwrap();
+        assert_eq!((status.policy, status.remaining), ("key-rate", 99));
+        let c = Credentials::with_api_key(&default);
+        let cached = s.keys.authenticate_cached(&c).unwrap().unwrap();
+        assert_eq!(cached.rate_limit().unwrap().remaining, 98);
+    }
+
+    #[tokio::test]
+    async fn a_use_credit_is_spent_once_per_allowed_request() {
+        let store = Arc::new(MemoryStore::new());
+        let keys = ApiKeys::builder(store.clone())
+            .prefix("ak_test")
+            .clock(FixedClock(1_000))
+            .build()
+            .unwrap();
+        let s = Setup { store, keys };
+        let (key, id) = issue(&s, "acme", |r| {
+            r.remaining_uses = Some(3);
+            r.limits = KeyLimits::new(Some(Rate::per(Duration::from_secs(3600), 2)), None);
+        })
+        .await;
+        assert!(s.keys.verify(&key).await.is_ok());
+        assert!(s.keys.verify(&key).await.is_ok());
+        // Over the rate: refused, and the credit is not spent.
+        assert!(matches!(
+            s.keys.verify(&key).await,
+            Err(AuthError::RateLimited { .. })
+        ));
+        assert_eq!(
+            s.store.get(&id).await.unwrap().unwrap().remaining_uses,
+            Some(1)
+        );
+        let (spent, _) = issue(&s, "acme", |r| r.remaining_uses = Some(1)).await;
+        assert!(s.keys.verify(&spent).await.is_ok());
+        assert_eq!(
+            err(s.keys.verify(&spent).await),
+            TokenError::ApiKeyExhausted
+        );
+    }
+
+    #[tokio::test]
+    async fn outcomes_of_known_keys_are_counted() {
+        let store = Arc::new(MemoryStore::new());
+        let recorder = UsageRecorder::new(store.clone());
+        let keys = ApiKeys::builder(store.clone())
+            .prefix("ak_test")
+            .clock(FixedClock(6_000))
+            .usage(recorder.clone())
+            .build()
+            .unwrap();
+        let s = Setup { store, keys };
+        let (key, id) = issue(&s, "acme", |r| {
+            r.limits = KeyLimits::new(Some(Rate::per(Duration::from_secs(3600), 2)), None);
+        })
+        .await;
+        let (revoked, revoked_id) = issue(&s, "acme", |r| r.revoked_at = Some(1)).await;
+        for _ in 0..3 {
+            let _ = s.keys.verify(&key).await;
+        }
+        let _ = s.keys.verify(&revoked).await;
+        let (stranger, _) = s.keys.format().generate().unwrap();
+        let _ = s.keys.verify(&stranger).await; // unknown id: counted nowhere
+        recorder.flush().await.unwrap();
+        let rows = s
+            .store
+            .usage(&UsageQuery::tenant("acme", 0, Granularity::Day))
+            .await
+            .unwrap();
+        let count = |id: &str, o: Outcome| {
+            rows.iter()
+                .filter(|r| r.key_id == id && r.outcome == o)
+                .map(|r| r.count)
+                .sum::<u64>()
+        };
+        assert_eq!(count(&id, Outcome::Allowed), 2);
+        assert_eq!(count(&id, Outcome::RateLimited), 1);
+        assert_eq!(count(&revoked_id, Outcome::Revoked), 1);
+        assert_eq!(rows.iter().map(|r| r.count).sum::<u64>(), 4);
+        // The batched last-used time.
+        assert_eq!(
+            s.store.get(&id).await.unwrap().unwrap().last_used_at,
+            Some(6_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn invalidation_drops_cached_verifications_at_once() {
+        let s = setup(1_000, Duration::from_secs(60));
+        let (key, id) = issue(&s, "acme", |_| {}).await;
+        let (other, _) = issue(&s, "globex", |_| {}).await;
+        s.keys.verify(&key).await.unwrap();
+        s.keys.verify(&other).await.unwrap();
+        s.store.revoke(&id, 1_000).await.unwrap();
+        let creds = Credentials::with_api_key(&key);
+        assert!(s.keys.authenticate_cached(&creds).is_some(), "still cached");
+        s.keys.invalidate(&Invalidation::Key(id.clone()));
+        assert!(s.keys.authenticate_cached(&creds).is_none());
+        assert_eq!(err(s.keys.verify(&key).await), TokenError::ApiKeyRevoked);
+        let other_creds = Credentials::with_api_key(&other);
+        assert!(
+            s.keys.authenticate_cached(&other_creds).is_some(),
+            "other keys stay"
+        );
+        s.keys.invalidate(&Invalidation::Tenant("globex".into()));
+        assert!(s.keys.authenticate_cached(&other_creds).is_none());
     }
 }

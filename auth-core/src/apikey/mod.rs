@@ -8,8 +8,11 @@
 mod authenticator;
 pub mod format;
 pub mod limit;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod sql;
 pub mod store;
+pub mod usage;
 
 pub use authenticator::{ApiKeys, ApiKeysBuilder};

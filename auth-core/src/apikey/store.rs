@@ -1,6 +1,12 @@
 //! Stored keys: [`KeyRecord`], the [`KeyStore`] trait, the in-memory store, and the hashing of
 //! secrets ([`SecretHasher`]).
 //!
+//! Besides the keys themselves a store keeps their use credit ([`KeyStore::consume_use`],
+//! spent atomically) and their usage counts per minute ([`KeyStore::record_usage`],
+//! [`KeyStore::usage`]; see [`usage`](super::usage) for the recorder that batches them).
+//! Stores shared by replicas can announce revocations ([`Invalidation`]) so that caches drop
+//! a key at once instead of at the end of their TTL.
+//!
 //! Only a hash of a key's secret is ever stored: SHA-256 (right for 256-bit random secrets),
 //! or HMAC-SHA-256 keyed with a server-side pepper when one is configured, so a stolen table
 //! is useless without the pepper. Hashes are compared in constant time.
@@ -22,10 +28,12 @@
 //! # }
 //! ```
 
+use super::limit::KeyLimits;
+use super::usage::{Granularity, Outcome, UsageCount, UsageQuery};
 use crate::authenticator::BoxFuture;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 /// Hashes key secrets for storage and checks presented ones.
 #[derive(Clone)]
@@ -100,6 +108,9 @@ pub struct KeyRecord {
     pub last_used_at: Option<i64>,
     /// The id of the key that replaced this one, after a rotation.
     pub rotated_to: Option<String>,
+    /// Rate and quota overriding the authenticator's defaults for this key (stored as JSON,
+    /// `NULL` when empty).
+    pub limits: KeyLimits,
 }
 
 impl fmt::Debug for KeyRecord {
@@ -112,6 +123,8 @@ impl fmt::Debug for KeyRecord {
             .field("expires_at", &self.expires_at)
             .field("revoked_at", &self.revoked_at)
             .field("rotated_to", &self.rotated_to)
+            .field("remaining_uses", &self.remaining_uses)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -131,7 +144,7 @@ pub enum KeyStatus {
 }
 
 impl KeyRecord {
-    /// A record with no scopes, roles, expiry or credit.
+    /// A record with no scopes, roles, expiry, credit or limits of its own.
     pub fn new(
         id: impl Into<String>,
         tenant: impl Into<String>,
@@ -153,6 +166,7 @@ impl KeyRecord {
             remaining_uses: None,
             last_used_at: None,
             rotated_to: None,
+            limits: KeyLimits::default(),
         }
     }
 
@@ -186,6 +200,50 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// A change to stored keys that caches of other processes should apply at once: what a
+/// shared store announces after a revocation or a rotation (see `PostgresStore::listen`, feature
+/// `postgres`).
+///
+/// On the wire it is a short text, `key:<id>` or `tenant:<name>` ([`Invalidation::payload`],
+/// [`Invalidation::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// This key changed (revoked, or rotated with a grace period).
+    Key(String),
+    /// Every key of this tenant was revoked.
+    Tenant(String),
+}
+
+impl Invalidation {
+    /// The wire form: `key:<id>` or `tenant:<name>` (also its `Display`).
+    pub fn payload(&self) -> String {
+        self.to_string()
+    }
+
+    /// Reads the wire form; `None` for anything else (an unknown kind, an empty name).
+    pub fn parse(payload: &str) -> Option<Self> {
+        let (kind, name) = payload.split_once(':')?;
+        if name.is_empty() {
+            return None;
+        }
+        match kind {
+            "key" => Some(Self::Key(name.to_owned())),
+            "tenant" => Some(Self::Tenant(name.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Invalidation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Key(id) => write!(f, "key:{id}"),
+            Self::Tenant(name) => write!(f, "tenant:{name}"),
+        }
+    }
+}
+
 /// Where keys live. Implementations: [`MemoryStore`] here; SQLite and PostgreSQL stores come
 /// with their features.
 pub trait KeyStore: Send + Sync + 'static {
@@ -214,15 +272,52 @@ pub trait KeyStore: Send + Sync + 'static {
         successor: KeyRecord,
         grace_until: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Records last-use times (batched by the caller).
+    /// Records last-use times (batched by the caller): each key's `last_used_at` becomes the
+    /// latest of its stored time and the given ones; unknown ids are ignored.
     fn touch<'a>(&'a self, uses: &'a [(String, i64)]) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Spends one unit of the key's use credit, atomically (also between processes sharing
+    /// the store): `true` when a unit was spent, or when the key has no credit (`NULL`: unlimited
+    /// uses, nothing changes); `false` when the credit is spent (0).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id; [`StoreError::Backend`].
+    fn consume_use<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Adds usage counts, in one transaction: a count for a (key, minute, outcome) already
+    /// stored is added to it. `bucket_start` is rounded down to its minute.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`]; then nothing was added.
+    fn record_usage<'a>(
+        &'a self,
+        counts: &'a [UsageCount],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// The counts since `query.since` (inclusive, in seconds since the Unix epoch; compared with
+    /// the minute rows' starts), of one key, one tenant or all, summed into buckets of
+    /// `query.granularity` (a bucket starts at a multiple of its length, in UTC), ordered by
+    /// bucket start, then key id, then outcome name ([`Outcome::as_str`]), byte-wise.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`].
+    fn usage<'a>(
+        &'a self,
+        query: &'a UsageQuery,
+    ) -> BoxFuture<'a, Result<Vec<UsageCount>, StoreError>>;
 }
 
-/// Keys in memory (tests, single-process services with keys created at start).
+/// Keys in memory (tests, single-process services with keys created at start). Its usage
+/// counts grow with every (key, minute, outcome) recorded: it is not meant for long-running
+/// services with many keys.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     keys: RwLock<HashMap<String, KeyRecord>>,
+    usage: Mutex<UsageRows>,
 }
+
+/// Per-minute counts by (key id, minute start, outcome name): (tenant, outcome, count).
+type UsageRows = BTreeMap<(String, i64, &'static str), (String, Outcome, u64)>;
 
 impl MemoryStore {
     /// An empty store.
@@ -237,6 +332,15 @@ impl MemoryStore {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, KeyRecord>> {
         self.keys.read().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn usage_rows(&self) -> std::sync::MutexGuard<'_, UsageRows> {
+        self.usage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The start of the bucket of length `secs` holding `t` (floored, also before 1970).
+pub(crate) fn bucket_floor(t: i64, secs: i64) -> i64 {
+    t - t.rem_euclid(secs)
 }
 
 fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, T> {
@@ -334,6 +438,71 @@ impl KeyStore for MemoryStore {
         }
         ready(Ok(()))
     }
+
+    fn consume_use<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let mut keys = self.write();
+        let r = match keys.get_mut(id) {
+            None => Err(StoreError::NotFound(id.to_owned())),
+            Some(r) => match &mut r.remaining_uses {
+                None => Ok(true),
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    Ok(true)
+                }
+                Some(_) => Ok(false),
+            },
+        };
+        ready(r)
+    }
+
+    fn record_usage<'a>(
+        &'a self,
+        counts: &'a [UsageCount],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut rows = self.usage_rows();
+        for c in counts.iter().filter(|c| c.count > 0) {
+            let bucket = bucket_floor(c.bucket_start, Granularity::Minute.secs());
+            let row = rows
+                .entry((c.key_id.clone(), bucket, c.outcome.as_str()))
+                .or_insert_with(|| (c.tenant.clone(), c.outcome, 0));
+            row.2 = row.2.saturating_add(c.count);
+        }
+        ready(Ok(()))
+    }
+
+    fn usage<'a>(
+        &'a self,
+        query: &'a UsageQuery,
+    ) -> BoxFuture<'a, Result<Vec<UsageCount>, StoreError>> {
+        let secs = query.granularity.secs();
+        let mut sums: BTreeMap<(i64, &str, &'static str, &str), (Outcome, u64)> = BTreeMap::new();
+        let rows = self.usage_rows();
+        for ((key_id, bucket, name), (tenant, outcome, count)) in rows.iter() {
+            if *bucket < query.since
+                || query.key_id.as_ref().is_some_and(|k| k != key_id)
+                || query.tenant.as_ref().is_some_and(|t| t != tenant)
+            {
+                continue;
+            }
+            let sum = sums
+                .entry((bucket_floor(*bucket, secs), key_id, name, tenant))
+                .or_insert((*outcome, 0));
+            sum.1 = sum.1.saturating_add(*count);
+        }
+        let out = sums
+            .into_iter()
+            .map(
+                |((bucket_start, key_id, _, tenant), (outcome, count))| UsageCount {
+                    key_id: key_id.to_owned(),
+                    tenant: tenant.to_owned(),
+                    bucket_start,
+                    outcome,
+                    count,
+                },
+            )
+            .collect();
+        ready(Ok(out))
+    }
 }
 
 #[cfg(test)]
@@ -397,6 +566,20 @@ mod tests {
         assert_eq!(r.status(10), KeyStatus::Expired);
         r.remaining_uses = Some(0);
         assert_eq!(r.status(5), KeyStatus::Exhausted);
+    }
+
+    #[test]
+    fn invalidation_wire_form() {
+        for change in [
+            Invalidation::Key("ak_1:x".into()),
+            Invalidation::Tenant("acme".into()),
+        ] {
+            assert_eq!(Invalidation::parse(&change.payload()), Some(change));
+        }
+        assert_eq!(Invalidation::Key("k".into()).payload(), "key:k");
+        for bad in ["", "key", "key:", "tenant:", "user:x", ":x"] {
+            assert_eq!(Invalidation::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]
