@@ -3,7 +3,10 @@
 //! - [`AuthMiddleware`] authenticates each request with an [`auth_core::Gate`], inserts the
 //!   [`auth_core::Principal`] into the request extensions, and answers refusals with the
 //!   status, RFC 6750 `WWW-Authenticate` challenge and problem-details body of the core's
-//!   outcome table: the same answers as `auth-tower`.
+//!   outcome table (a 429 adds `Retry-After`, `RateLimit-Policy` and `RateLimit`): the same
+//!   answers as `auth-tower`. When a rate limit or quota applied to an authenticated request,
+//!   its answer, whatever the handler responds, carries the `RateLimit-Policy` and `RateLimit`
+//!   headers of [`Principal::rate_limit`](auth_core::Principal::rate_limit).
 //! - [`Require`] adds a policy (scopes, roles, attribute rules) to a resource, scope or route.
 //! - The extractors [`Principal`], [`OptionalPrincipal`] and [`Claims<T>`]; their error,
 //!   [`AuthRejection`], is an actix-web [`ResponseError`](actix_web::ResponseError).

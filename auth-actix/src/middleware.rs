@@ -6,6 +6,12 @@
 //! answered from the core's cache without allocating a future; only a full verification boxes
 //! its state.
 //!
+//! When a rate limit or quota applied to an authenticated request
+//! ([`Principal::rate_limit`]), every answer to it — whatever the wrapped service responds, or
+//! the middleware's own 403 for the gate-wide policy — carries the `RateLimit-Policy` and
+//! `RateLimit` headers of [`RateLimitStatus::headers`] (draft-ietf-httpapi-ratelimit-headers),
+//! replacing any the service set. A request without a status pays nothing for this.
+//!
 //! Whether requests without credentials get through is the gate's choice
 //! ([`GateBuilder::optional`](auth_core::authenticator::GateBuilder::optional)); so is the
 //! gate-wide policy ([`GateBuilder::policy`](auth_core::authenticator::GateBuilder::policy)),
@@ -40,8 +46,10 @@ use crate::response::error_response;
 use actix_web::HttpMessage as _;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{Error, HttpResponse};
 use auth_core::jwt::Jwt;
+use auth_core::ratelimit::RateLimitStatus;
 use auth_core::{AuthError, BoxFuture, Check, Gate, Policy, Principal};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -151,12 +159,10 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let state = match self.context.gate.check(&ActixHeaders::new(req.headers())) {
-            Check::Ready(outcome) => match outcome.and_then(|p| admit(&req, p, &self.context)) {
-                Ok(()) => State::Calling {
-                    future: self.service.call(req),
-                },
-                Err(e) => State::rejected(req, &e, &self.context),
-            },
+            Check::Ready(Ok(principal)) => {
+                State::admitted(req, principal, &*self.service, &self.context)
+            }
+            Check::Ready(Err(e)) => State::rejected(req, &e, &self.context, None),
             Check::Pending(check) => State::Checking {
                 pending: Box::new(Pending {
                     check,
@@ -167,6 +173,24 @@ where
             },
         };
         AuthFuture { state }
+    }
+}
+
+/// The rate-limit state an authenticated request's answer must carry, boxed so that the
+/// response future grows by one pointer only; `None` (no allocation) when no limit applied.
+fn rate_limit_of(principal: Option<&Principal>) -> Option<Box<RateLimitStatus>> {
+    principal
+        .and_then(Principal::rate_limit)
+        .copied()
+        .map(Box::new)
+}
+
+/// Sets the `ratelimit-policy` and `ratelimit` headers of `status`, replacing any already there.
+fn insert_rate_limit(headers: &mut HeaderMap, status: &RateLimitStatus) {
+    for (name, value) in status.headers() {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
     }
 }
 
@@ -230,6 +254,8 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
+            // The headers to add to the wrapped service's response, if a limit applied.
+            rate_limit: Option<Box<RateLimitStatus>>,
         },
         Rejected {
             response: Option<ServiceResponse>,
@@ -238,8 +264,36 @@ pin_project! {
 }
 
 impl<S: Service<ServiceRequest>> State<S> {
-    fn rejected(req: ServiceRequest, error: &AuthError, context: &AuthContext) -> Self {
-        let response: HttpResponse = error_response(error, context.realm());
+    /// Calls the service with an authenticated (or anonymous) request, or refuses it for the
+    /// gate-wide policy.
+    fn admitted(
+        req: ServiceRequest,
+        principal: Option<Principal>,
+        service: &S,
+        context: &AuthContext,
+    ) -> Self {
+        let rate_limit = rate_limit_of(principal.as_ref());
+        match admit(&req, principal, context) {
+            // actix services are called through `&self` and the wrapped service (an app's
+            // router, a resource) is always ready: no readiness to keep.
+            Ok(()) => Self::Calling {
+                future: service.call(req),
+                rate_limit,
+            },
+            Err(e) => Self::rejected(req, &e, context, rate_limit),
+        }
+    }
+
+    fn rejected(
+        req: ServiceRequest,
+        error: &AuthError,
+        context: &AuthContext,
+        rate_limit: Option<Box<RateLimitStatus>>,
+    ) -> Self {
+        let mut response: HttpResponse = error_response(error, context.realm());
+        if let Some(status) = rate_limit {
+            insert_rate_limit(response.headers_mut(), &status);
+        }
         Self::Rejected {
             response: Some(req.into_response(response)),
         }
@@ -262,20 +316,22 @@ where
                         .request
                         .take()
                         .expect("future polled after completion");
-                    let next = match outcome.and_then(|p| admit(&req, p, &pending.context)) {
-                        // actix services are called through `&self` and the wrapped service
-                        // (an app's router, a resource) is always ready: no readiness to keep.
-                        Ok(()) => State::Calling {
-                            future: pending.service.call(req),
-                        },
-                        Err(e) => State::rejected(req, &e, &pending.context),
+                    let next = match outcome {
+                        Ok(principal) => {
+                            State::admitted(req, principal, &*pending.service, &pending.context)
+                        }
+                        Err(e) => State::rejected(req, &e, &pending.context, None),
                     };
                     this.state.set(next);
                 }
-                StateProj::Calling { future } => {
-                    return future
-                        .poll(cx)
-                        .map(|res| res.map(ServiceResponse::map_into_left_body));
+                StateProj::Calling { future, rate_limit } => {
+                    let mut result = ready!(future.poll(cx));
+                    if let Some(status) = rate_limit.take()
+                        && let Ok(response) = &mut result
+                    {
+                        insert_rate_limit(response.headers_mut(), &status);
+                    }
+                    return Poll::Ready(result.map(ServiceResponse::map_into_left_body));
                 }
                 StateProj::Rejected { response } => {
                     let response = response.take().expect("future polled after completion");

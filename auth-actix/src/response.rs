@@ -1,5 +1,6 @@
 //! Rendering an [`AuthError`] as an actix-web response: status, `WWW-Authenticate` challenge,
-//! `Retry-After`, and a small RFC 9457 problem-details body. Everything comes from the core's
+//! `Retry-After` and `RateLimit-Policy`/`RateLimit` (429), and a small RFC 9457
+//! problem-details body. Everything comes from the core's
 //! outcome table; nothing here decides. The answer is the same, header for header and byte for
 //! byte, as `auth_tower::error_response`.
 //!

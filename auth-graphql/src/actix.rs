@@ -9,6 +9,12 @@
 //! are checked before the body is read; bodies are limited by actix-web's
 //! [`PayloadConfig`](actix_web::web::PayloadConfig) (256 kB unless configured).
 //!
+//! When a rate limit or quota applied to an authenticated request
+//! ([`Principal::rate_limit`]), every answer to it (executed, refused by the gate-wide policy,
+//! or an unreadable GraphQL request) carries the `RateLimit-Policy` and `RateLimit` headers of
+//! [`RateLimitStatus::headers`]; a refusal for being over the limit carries the refusing
+//! limit's, with `Retry-After`.
+//!
 //! actix-web 4 is on `http` 0.2, so this module reads headers through a small
 //! [`HeaderSource`] of its own; it does not need `auth-actix`.
 //!
@@ -63,7 +69,8 @@
 //! ```
 
 use crate::http::{
-    Answer, GRAPHQL_RESPONSE, HttpAttributes, admit, invalid, message_body, refusal_body,
+    Answer, GRAPHQL_RESPONSE, HttpAttributes, Refusal, admit, invalid, message_body, rate_limit_of,
+    refusal_body,
 };
 use actix_web::body::BoxBody;
 use actix_web::http::header::{
@@ -74,6 +81,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, Resource, R
 use async_graphql::http::{MultipartOptions, parse_query_string, receive_batch_body};
 use async_graphql::{BatchRequest, BatchResponse, Executor};
 use auth_core::policy::RequestContext;
+use auth_core::ratelimit::RateLimitStatus;
 use auth_core::{AuthError, Check, Gate, HeaderSource, Principal};
 use std::fmt;
 
@@ -152,8 +160,9 @@ impl<E: Executor> GraphQl<E> {
     pub async fn handle(&self, req: HttpRequest, payload: web::Payload) -> GraphQlResponse {
         let principal = match self.authenticate(&req).await {
             Ok(principal) => principal,
-            Err(error) => return self.refuse(error),
+            Err(refusal) => return self.refuse(refusal),
         };
+        let rate_limit = rate_limit_of(principal.as_ref());
         let request = if req.method() == Method::GET {
             parse_query_string(req.query_string())
                 .map(BatchRequest::Single)
@@ -177,7 +186,7 @@ impl<E: Executor> GraphQl<E> {
         };
         match request {
             Ok(request) => self.run(principal, request).await,
-            Err(answer) => GraphQlResponse(answer),
+            Err(answer) => GraphQlResponse { answer, rate_limit },
         }
     }
 
@@ -211,20 +220,24 @@ impl<E: Executor> GraphQl<E> {
     ) -> GraphQlResponse {
         match self.authenticate(req).await {
             Ok(principal) => self.run(principal, request.into()).await,
-            Err(error) => self.refuse(error),
+            Err(refusal) => self.refuse(refusal),
         }
     }
 
     async fn run(&self, principal: Option<Principal>, request: BatchRequest) -> GraphQlResponse {
+        let rate_limit = rate_limit_of(principal.as_ref());
         let request = admit(request, principal, &self.gate);
-        GraphQlResponse(Answer::Executed(self.executor.execute_batch(request).await))
+        GraphQlResponse {
+            answer: Answer::Executed(self.executor.execute_batch(request).await),
+            rate_limit,
+        }
     }
 }
 
 impl<E> GraphQl<E> {
     /// The caller: a principal a middleware already inserted, or the gate's verdict on the
     /// headers (with the gate-wide policy, if any, applied to an authenticated caller).
-    async fn authenticate(&self, req: &HttpRequest) -> Result<Option<Principal>, AuthError> {
+    async fn authenticate(&self, req: &HttpRequest) -> Result<Option<Principal>, Refusal> {
         let inserted = req.extensions().get::<Principal>().cloned();
         if inserted.is_some() {
             return Ok(inserted);
@@ -247,13 +260,21 @@ impl<E> GraphQl<E> {
             if let Some(addr) = req.peer_addr() {
                 request = request.peer(addr.ip());
             }
-            self.gate.authorize(principal, &request)?;
+            self.gate
+                .authorize(principal, &request)
+                .map_err(|error| Refusal {
+                    error,
+                    rate_limit: rate_limit_of(Some(principal)),
+                })?;
         }
         Ok(principal)
     }
 
-    fn refuse(&self, error: AuthError) -> GraphQlResponse {
-        GraphQlResponse(Answer::refused(error, &self.gate))
+    fn refuse(&self, refusal: Refusal) -> GraphQlResponse {
+        GraphQlResponse {
+            answer: Answer::refused(refusal.error, &self.gate),
+            rate_limit: refusal.rate_limit,
+        }
     }
 }
 
@@ -279,31 +300,44 @@ impl HeaderSource for ActixHeaders<'_> {
 
 /// The answer to a GraphQL request: executed (200), or refused before execution (the outcome
 /// table's status and headers). Either way the body is a GraphQL response served as
-/// `application/graphql-response+json`.
+/// `application/graphql-response+json`, with the `RateLimit-Policy` and `RateLimit` headers
+/// when a rate limit applied to the authenticated caller.
 #[derive(Debug)]
-pub struct GraphQlResponse(Answer);
+pub struct GraphQlResponse {
+    answer: Answer,
+    rate_limit: Option<RateLimitStatus>,
+}
 
 impl GraphQlResponse {
     /// The HTTP status it will be sent with.
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.answer.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// Why the request was refused before execution, if it was.
     pub fn auth_error(&self) -> Option<&AuthError> {
-        self.0.auth_error()
+        self.answer.auth_error()
+    }
+
+    /// The authenticated caller's rate-limit state, sent as the `RateLimit-Policy` and
+    /// `RateLimit` headers, if a limit applied.
+    pub fn rate_limit(&self) -> Option<&RateLimitStatus> {
+        self.rate_limit.as_ref()
     }
 }
 
 impl From<BatchResponse> for GraphQlResponse {
     fn from(response: BatchResponse) -> Self {
-        Self(Answer::Executed(response))
+        Self {
+            answer: Answer::Executed(response),
+            rate_limit: None,
+        }
     }
 }
 
 impl From<async_graphql::Response> for GraphQlResponse {
     fn from(response: async_graphql::Response) -> Self {
-        Self(Answer::Executed(response.into()))
+        Self::from(BatchResponse::from(response))
     }
 }
 
@@ -313,7 +347,7 @@ impl Responder for GraphQlResponse {
     fn respond_to(self, _: &HttpRequest) -> HttpResponse {
         let mut builder = HttpResponse::build(self.status());
         builder.insert_header((CONTENT_TYPE, HeaderValue::from_static(GRAPHQL_RESPONSE)));
-        match self.0 {
+        let mut res = match self.answer {
             Answer::Executed(batch) => {
                 if batch.is_ok()
                     && let Some(value) = batch.cache_control().value()
@@ -339,6 +373,16 @@ impl Responder for GraphQlResponse {
                 builder.json(refusal_body(&error))
             }
             Answer::Invalid { message, .. } => builder.json(message_body(&message)),
+        };
+        if let Some(limit) = &self.rate_limit {
+            // Replacing any the schema set, as the other adapters do.
+            for (name, value) in limit.headers() {
+                if let Ok(value) = HeaderValue::try_from(value) {
+                    res.headers_mut()
+                        .insert(HeaderName::from_static(name), value);
+                }
+            }
         }
+        res
     }
 }

@@ -13,6 +13,12 @@
 //!             execute with the principal and the gate in the data ──► 200
 //! ```
 //!
+//! When a rate limit or quota applied to an authenticated request
+//! ([`Principal::rate_limit`]), every answer to it (executed, refused by the gate-wide policy,
+//! or an unreadable GraphQL request) carries the `RateLimit-Policy` and `RateLimit` headers of
+//! [`RateLimitStatus::headers`]; a refusal for being over the limit carries the refusing
+//! limit's, with `Retry-After`.
+//!
 //! Mount it on a route of its own, **not** behind `auth_tower::AuthLayer`: the layer answers
 //! a bad token itself with a problem-details body, where a GraphQL client expects a GraphQL
 //! response. Give the handler the gate instead, in optional mode so that anonymous requests
@@ -92,19 +98,21 @@
 //! ```
 
 use crate::http::{
-    Answer, GRAPHQL_RESPONSE, HttpAttributes, admit, invalid, message_body, refusal_body,
+    Answer, GRAPHQL_RESPONSE, HttpAttributes, Refusal, admit, invalid, message_body, rate_limit_of,
+    refusal_body,
 };
 use ::axum::Json;
 use ::axum::body::Bytes;
 use ::axum::extract::{ConnectInfo, FromRequest, Request};
 use ::axum::handler::Handler;
-use ::axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use ::axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue};
 use ::axum::http::request::Parts;
 use ::axum::http::{Method, StatusCode};
 use ::axum::response::{IntoResponse, Response};
 use async_graphql::http::{MultipartOptions, parse_query_string, receive_batch_body};
 use async_graphql::{BatchRequest, BatchResponse, Executor};
 use auth_core::policy::RequestContext;
+use auth_core::ratelimit::RateLimitStatus;
 use auth_core::{AuthError, BoxFuture, Check, Gate, Principal};
 use std::fmt;
 use std::net::SocketAddr;
@@ -173,7 +181,7 @@ impl<E: Executor> GraphQl<E> {
     ) -> GraphQlResponse {
         match self.authenticate(parts).await {
             Ok(principal) => self.run(principal, request.into()).await,
-            Err(error) => self.refuse(error),
+            Err(refusal) => self.refuse(refusal),
         }
     }
 
@@ -181,8 +189,9 @@ impl<E: Executor> GraphQl<E> {
         let (parts, body) = req.into_parts();
         let principal = match self.authenticate(&parts).await {
             Ok(principal) => principal,
-            Err(error) => return self.refuse(error),
+            Err(refusal) => return self.refuse(refusal),
         };
+        let rate_limit = rate_limit_of(principal.as_ref());
         let request = if parts.method == Method::GET {
             parse_query_string(parts.uri.query().unwrap_or_default())
                 .map(BatchRequest::Single)
@@ -205,20 +214,24 @@ impl<E: Executor> GraphQl<E> {
         };
         match request {
             Ok(request) => self.run(principal, request).await,
-            Err(answer) => GraphQlResponse(answer),
+            Err(answer) => GraphQlResponse { answer, rate_limit },
         }
     }
 
     async fn run(&self, principal: Option<Principal>, request: BatchRequest) -> GraphQlResponse {
+        let rate_limit = rate_limit_of(principal.as_ref());
         let request = admit(request, principal, &self.gate);
-        GraphQlResponse(Answer::Executed(self.executor.execute_batch(request).await))
+        GraphQlResponse {
+            answer: Answer::Executed(self.executor.execute_batch(request).await),
+            rate_limit,
+        }
     }
 }
 
 impl<E> GraphQl<E> {
     /// The caller: a principal a middleware already inserted, or the gate's verdict on the
     /// headers (with the gate-wide policy, if any, applied to an authenticated caller).
-    async fn authenticate(&self, parts: &Parts) -> Result<Option<Principal>, AuthError> {
+    async fn authenticate(&self, parts: &Parts) -> Result<Option<Principal>, Refusal> {
         if let Some(principal) = parts.extensions.get::<Principal>() {
             return Ok(Some(principal.clone()));
         }
@@ -240,13 +253,21 @@ impl<E> GraphQl<E> {
             if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
                 request = request.peer(addr.ip());
             }
-            self.gate.authorize(principal, &request)?;
+            self.gate
+                .authorize(principal, &request)
+                .map_err(|error| Refusal {
+                    error,
+                    rate_limit: rate_limit_of(Some(principal)),
+                })?;
         }
         Ok(principal)
     }
 
-    fn refuse(&self, error: AuthError) -> GraphQlResponse {
-        GraphQlResponse(Answer::refused(error, &self.gate))
+    fn refuse(&self, refusal: Refusal) -> GraphQlResponse {
+        GraphQlResponse {
+            answer: Answer::refused(refusal.error, &self.gate),
+            rate_limit: refusal.rate_limit,
+        }
     }
 }
 
@@ -261,38 +282,60 @@ impl<E: Executor, S: Send + Sync + 'static> Handler<(), S> for GraphQl<E> {
 
 /// The answer to a GraphQL request: executed (200), or refused before execution (the outcome
 /// table's status and headers). Either way the body is a GraphQL response served as
-/// `application/graphql-response+json`.
+/// `application/graphql-response+json`, with the `RateLimit-Policy` and `RateLimit` headers
+/// when a rate limit applied to the authenticated caller.
 #[derive(Debug)]
-pub struct GraphQlResponse(Answer);
+pub struct GraphQlResponse {
+    answer: Answer,
+    rate_limit: Option<RateLimitStatus>,
+}
 
 impl GraphQlResponse {
     /// The HTTP status it will be sent with.
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.answer.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// Why the request was refused before execution, if it was.
     pub fn auth_error(&self) -> Option<&AuthError> {
-        self.0.auth_error()
+        self.answer.auth_error()
+    }
+
+    /// The authenticated caller's rate-limit state, sent as the `RateLimit-Policy` and
+    /// `RateLimit` headers, if a limit applied.
+    pub fn rate_limit(&self) -> Option<&RateLimitStatus> {
+        self.rate_limit.as_ref()
     }
 }
 
 impl From<BatchResponse> for GraphQlResponse {
     fn from(response: BatchResponse) -> Self {
-        Self(Answer::Executed(response))
+        Self {
+            answer: Answer::Executed(response),
+            rate_limit: None,
+        }
     }
 }
 
 impl From<async_graphql::Response> for GraphQlResponse {
     fn from(response: async_graphql::Response) -> Self {
-        Self(Answer::Executed(response.into()))
+        Self::from(BatchResponse::from(response))
+    }
+}
+
+/// Sets the `ratelimit-policy` and `ratelimit` headers of `status`, replacing any already there.
+fn insert_rate_limit(headers: &mut HeaderMap, status: &RateLimitStatus) {
+    for (name, value) in status.headers() {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
+        }
     }
 }
 
 impl IntoResponse for GraphQlResponse {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut res = match &self.0 {
+        let mut res = match &self.answer {
             Answer::Executed(batch) => Json(batch).into_response(),
             Answer::Refused { error, .. } => Json(refusal_body(error)).into_response(),
             Answer::Invalid { message, .. } => Json(message_body(message)).into_response(),
@@ -304,7 +347,7 @@ impl IntoResponse for GraphQlResponse {
         *res.status_mut() = status;
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(GRAPHQL_RESPONSE));
-        match self.0 {
+        match self.answer {
             Answer::Executed(batch) => {
                 if batch.is_ok()
                     && let Some(value) = batch.cache_control().value()
@@ -322,6 +365,9 @@ impl IntoResponse for GraphQlResponse {
                 }
             }
             Answer::Invalid { .. } => {}
+        }
+        if let Some(limit) = &self.rate_limit {
+            insert_rate_limit(headers, limit);
         }
         res
     }

@@ -6,6 +6,7 @@ use crate::error::extension_values;
 use async_graphql::indexmap::IndexMap;
 use async_graphql::{BatchRequest, BatchResponse, Name, ParseRequestError, Value};
 use auth_core::policy::{AttributeSource, Attributes, query_value};
+use auth_core::ratelimit::RateLimitStatus;
 use auth_core::{AuthError, Gate, Principal};
 use std::borrow::Cow;
 
@@ -50,6 +51,28 @@ impl Answer {
         match self {
             Self::Refused { error, .. } => Some(error),
             _ => None,
+        }
+    }
+}
+
+/// The rate-limit state the answer to an authenticated request carries, if a limit applied.
+pub(crate) fn rate_limit_of(principal: Option<&Principal>) -> Option<RateLimitStatus> {
+    principal.and_then(Principal::rate_limit).copied()
+}
+
+/// A refusal of an authenticated (or anonymous) request: the error and, for an authenticated
+/// caller, its rate-limit state.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) error: AuthError,
+    pub(crate) rate_limit: Option<RateLimitStatus>,
+}
+
+impl From<AuthError> for Refusal {
+    fn from(error: AuthError) -> Self {
+        Self {
+            error,
+            rate_limit: None,
         }
     }
 }

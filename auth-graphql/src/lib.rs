@@ -31,8 +31,9 @@
 //!
 //! **HTTP status.** A request the gate refuses *before execution* gets the status and headers of
 //! the suite's outcome table — 401 with `WWW-Authenticate: Bearer error="invalid_token", ...`
-//! for a bad token, 400 `invalid_request`, 403 for a gate-wide policy, 429 with `Retry-After`,
-//! 503 — and a GraphQL body `{"errors":[{"message":...,"extensions":{"code":...}}]}` served as
+//! for a bad token, 400 `invalid_request`, 403 for a gate-wide policy, 429 with `Retry-After`
+//! and the refusing limit's `RateLimit-Policy` and `RateLimit`, 503 — and a GraphQL body
+//! `{"errors":[{"message":...,"extensions":{"code":...}}]}` served as
 //! `application/graphql-response+json`. A request that is *executed* gets 200, whatever its
 //! field errors. The reasons:
 //!
@@ -48,6 +49,10 @@
 //!   the root failed", for which GraphQL-over-HTTP recommends 200.
 //! - The body is still a well-formed GraphQL response, so a client that ignores HTTP statuses
 //!   reads `errors[0].extensions.code` as it would for a field error.
+//!
+//! **Rate limits.** When a rate limit or quota applied to an authenticated request
+//! ([`Principal::rate_limit`]), every HTTP answer to it carries the `RateLimit-Policy` and
+//! `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers) of that state, executed or not.
 //!
 //! Field-level refusals (a guard) are ordinary field errors: the request was executed, so the
 //! status is 200, the refused field is `null`, and the rest of the query answers.

@@ -9,7 +9,7 @@ use actix_web::{App, HttpMessage, HttpRequest, HttpServer, web};
 use async_graphql_actix_web::GraphQLBatchRequest;
 use auth_core::{AuthMethod, Gate, Principal};
 use auth_graphql::actix::{GraphQl, GraphQlResponse};
-use common::{Fixture, TestSchema, post as send_query, schema};
+use common::{Fixture, Limited, TestSchema, post as send_query, schema};
 use serde_json::json;
 
 /// Serves the schema behind `gate` on an ephemeral port; the URL of `/graphql`. `configure`
@@ -52,6 +52,12 @@ async fn gate_wide_policy_applies_to_authenticated_callers() {
     let fx = Fixture::new();
     let url = serve(fx.policy_gate(), nothing);
     common::gate_policy(&url, &fx).await;
+}
+
+#[actix_web::test]
+async fn answers_to_rate_limited_callers_carry_the_ratelimit_headers() {
+    common::rate_limits(&serve(Limited::gate(), nothing)).await;
+    common::rate_limited_policy_refusal(&serve(Limited::policy_gate(), nothing)).await;
 }
 
 /// A handler that reads the request with async-graphql-actix-web and lets `execute` decide.

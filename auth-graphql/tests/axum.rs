@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use common::{Fixture, TestSchema, post as send_query, schema};
+use common::{Fixture, Limited, TestSchema, post as send_query, schema};
 use serde_json::json;
 
 /// Serves `app` on an ephemeral port; the URL of `/graphql`.
@@ -48,6 +48,12 @@ async fn gate_wide_policy_applies_to_authenticated_callers() {
     let fx = Fixture::new();
     let url = serve(app(fx.policy_gate())).await;
     common::gate_policy(&url, &fx).await;
+}
+
+#[tokio::test]
+async fn answers_to_rate_limited_callers_carry_the_ratelimit_headers() {
+    common::rate_limits(&serve(app(Limited::gate())).await).await;
+    common::rate_limited_policy_refusal(&serve(app(Limited::policy_gate())).await).await;
 }
 
 #[tokio::test]

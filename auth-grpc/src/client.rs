@@ -8,6 +8,10 @@
 //! metadata value marked sensitive (HPACK never indexes it), so each call costs a reference
 //! count increment.
 //!
+//! An interceptor sees only the outgoing request, never the response: the server's
+//! `ratelimit-policy` and `ratelimit` entries reach the caller in the response metadata
+//! (`tonic::Response::metadata`, or `Status::metadata` on a refusal), not here.
+//!
 //! ```
 //! use auth_grpc::{BearerInterceptor, StaticToken};
 //! use tonic::service::Interceptor;

@@ -13,6 +13,13 @@
 //! 4. inserts the [`Principal`] into the request extensions and calls the service, or answers
 //!    itself with the gRPC status of the refusal (see [`error_status`]).
 //!
+//! When a rate limit or quota applied to an authenticated call ([`Principal::rate_limit`]),
+//! the answer carries the `ratelimit-policy` and `ratelimit` entries of
+//! [`RateLimitStatus::headers`] in its response headers, which are the call's initial metadata
+//! (a client reads them with `tonic::Response::metadata`, or `Status::metadata` when the call
+//! failed): whatever the service answers, and on the layer's own `PERMISSION_DENIED` for a
+//! policy. A call without a status pays nothing for this.
+//!
 //! An anonymous call on an optional-auth gate ([`Mode::Optional`](auth_core::Mode::Optional))
 //! goes through without a principal to methods without a policy, and is refused with
 //! `UNAUTHENTICATED` on methods that have one.
@@ -56,8 +63,10 @@ use crate::attributes::{MetadataAttributes, context};
 use crate::extract::AuthContext;
 use crate::status::error_status;
 use auth_core::policy::PolicyMap;
+use auth_core::ratelimit::RateLimitStatus;
 use auth_core::{AuthError, BoxFuture, Check, Gate, Principal};
-use http::{Request, Response};
+use http::header::HeaderValue;
+use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
@@ -194,13 +203,17 @@ where
             req.extensions_mut().insert(AuthContext {
                 gate: shared.gate.clone(),
             });
-            return ResponseFuture::calling(self.inner.call(req));
+            return ResponseFuture::calling(self.inner.call(req), None);
         }
         match shared.gate.check(req.headers()) {
-            Check::Ready(result) => match result.and_then(|p| admit(req, p, shared)) {
-                Ok(req) => ResponseFuture::calling(self.inner.call(req)),
-                Err(e) => ResponseFuture::reject(&e, shared),
-            },
+            Check::Ready(Ok(principal)) => {
+                let limit = rate_limit_of(principal.as_ref());
+                match admit(req, principal, shared) {
+                    Ok(req) => ResponseFuture::calling(self.inner.call(req), limit),
+                    Err(e) => ResponseFuture::reject(&e, shared, limit),
+                }
+            }
+            Check::Ready(Err(e)) => ResponseFuture::reject(&e, shared, None),
             Check::Pending(check) => {
                 // The ready service goes into the future; a clone (not yet ready) stays here.
                 let clone = self.inner.clone();
@@ -216,6 +229,24 @@ where
                     },
                 }
             }
+        }
+    }
+}
+
+/// The rate-limit state an authenticated call's answer must carry, boxed so that the response
+/// future grows by one pointer only; `None` (no allocation) when no limit applied.
+fn rate_limit_of(principal: Option<&Principal>) -> Option<Box<RateLimitStatus>> {
+    principal
+        .and_then(Principal::rate_limit)
+        .copied()
+        .map(Box::new)
+}
+
+/// Sets the `ratelimit-policy` and `ratelimit` entries of `status`, replacing any already there.
+fn insert_rate_limit(headers: &mut HeaderMap, status: &RateLimitStatus) {
+    for (name, value) in status.headers() {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
         }
     }
 }
@@ -282,6 +313,8 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
+            // The entries to add to the service's response headers, if a limit applied.
+            rate_limit: Option<Box<RateLimitStatus>>,
         },
         Rejected {
             response: Option<Box<S::Response>>,
@@ -294,29 +327,40 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Default,
 {
-    fn calling(future: S::Future) -> Self {
+    fn calling(future: S::Future, rate_limit: Option<Box<RateLimitStatus>>) -> Self {
         Self {
-            state: State::Calling { future },
+            state: State::Calling { future, rate_limit },
         }
     }
 
-    fn reject(error: &AuthError, shared: &Shared) -> Self {
+    fn reject(
+        error: &AuthError,
+        shared: &Shared,
+        rate_limit: Option<Box<RateLimitStatus>>,
+    ) -> Self {
         Self {
-            state: rejected(error, shared),
+            state: rejected(error, shared, rate_limit),
         }
     }
 }
 
-/// The refusal as a trailers-only gRPC response.
-fn rejected<S, ReqBody, ResBody>(error: &AuthError, shared: &Shared) -> State<S, ReqBody>
+/// The refusal as a trailers-only gRPC response, with the rate-limit entries of an
+/// authenticated caller.
+fn rejected<S, ReqBody, ResBody>(
+    error: &AuthError,
+    shared: &Shared,
+    rate_limit: Option<Box<RateLimitStatus>>,
+) -> State<S, ReqBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Default,
 {
+    let mut response = error_status(error, shared.gate.realm()).into_http();
+    if let Some(status) = rate_limit {
+        insert_rate_limit(response.headers_mut(), &status);
+    }
     State::Rejected {
-        response: Some(Box::new(
-            error_status(error, shared.gate.realm()).into_http(),
-        )),
+        response: Some(Box::new(response)),
     }
 }
 
@@ -340,15 +384,30 @@ where
                     } = &mut **pending;
                     let outcome = ready!(check.as_mut().poll(cx));
                     let req = request.take().expect("future polled after completion");
-                    let next = match outcome.and_then(|p| admit(req, p, shared)) {
-                        Ok(req) => State::Calling {
-                            future: service.call(req),
-                        },
-                        Err(e) => rejected(&e, shared),
+                    let next = match outcome {
+                        Ok(principal) => {
+                            let limit = rate_limit_of(principal.as_ref());
+                            match admit(req, principal, shared) {
+                                Ok(req) => State::Calling {
+                                    future: service.call(req),
+                                    rate_limit: limit,
+                                },
+                                Err(e) => rejected(&e, shared, limit),
+                            }
+                        }
+                        Err(e) => rejected(&e, shared, None),
                     };
                     this.state.set(next);
                 }
-                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Calling { future, rate_limit } => {
+                    let mut result = ready!(future.poll(cx));
+                    if let Some(status) = rate_limit.take()
+                        && let Ok(response) = &mut result
+                    {
+                        insert_rate_limit(response.headers_mut(), &status);
+                    }
+                    return Poll::Ready(result);
+                }
                 StateProj::Rejected { response } => {
                     return Poll::Ready(Ok(*response
                         .take()

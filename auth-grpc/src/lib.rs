@@ -5,10 +5,20 @@
 //!   [`auth_core::Principal`] into the request extensions, and answers refusals with the gRPC
 //!   status of the core's outcome table (`UNAUTHENTICATED`, `PERMISSION_DENIED`,
 //!   `RESOURCE_EXHAUSTED`, `UNAVAILABLE`, `INTERNAL`) and the RFC 6750 challenge in the
-//!   `www-authenticate` metadata entry.
+//!   `www-authenticate` metadata entry (`RESOURCE_EXHAUSTED` adds `retry-after`,
+//!   `ratelimit-policy` and `ratelimit`). When a rate limit or quota applied to an
+//!   authenticated call, its response headers (the initial metadata), whatever the service
+//!   answers, carry the `ratelimit-policy` and `ratelimit` entries of
+//!   [`Principal::rate_limit`](auth_core::Principal::rate_limit).
 //! - [`PrincipalExt::principal`] reads the caller in a handler.
 //! - [`BearerInterceptor`] attaches `authorization: Bearer <token>` to outgoing calls, from any
 //!   [`TokenSource`] ([`StaticToken`] for a fixed token).
+//!
+//! The rate-limit entries need the layer: a tonic server
+//! [`Interceptor`](tonic::service::Interceptor) sees only the request and cannot add response
+//! metadata, so a server that authenticates in an interceptor of its own (calling
+//! [`Gate::check`](auth_core::Gate::check) itself) cannot send them on allowed calls. Use [`GrpcAuthLayer`], or add them in the handler from
+//! `request.principal()?.rate_limit()`.
 //!
 //! This crate only translates: reading and verifying credentials, caching and policy decisions
 //! all live in `auth-core`. gRPC metadata *is* the HTTP/2 header block, so the layer hands

@@ -5,19 +5,19 @@ use auth_core::{AuthError, GrpcCode};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
-/// The `www-authenticate` metadata key: gRPC metadata travels as HTTP/2 headers, so the RFC 6750
-/// challenge keeps its HTTP name.
-const WWW_AUTHENTICATE: &str = "www-authenticate";
-/// The `retry-after` metadata key (seconds), sent with `RESOURCE_EXHAUSTED`.
-const RETRY_AFTER: &str = "retry-after";
-
 /// The gRPC status for `error`, with challenges for `realm`.
 ///
 /// - code: [`AuthError::grpc_code`];
 /// - message: [`AuthError::description`] (safe to show: never the credential);
 /// - metadata `www-authenticate`: [`AuthError::www_authenticate`], when the outcome has a
 ///   challenge (`UNAUTHENTICATED`, `PERMISSION_DENIED`);
-/// - metadata `retry-after`: [`AuthError::retry_after_secs`] (`RESOURCE_EXHAUSTED`).
+/// - metadata `retry-after`: [`AuthError::retry_after_secs`] (`RESOURCE_EXHAUSTED`);
+/// - metadata `ratelimit-policy` and `ratelimit`: the refusing limit's
+///   [`RateLimitStatus::headers`](auth_core::ratelimit::RateLimitStatus::headers), when it is
+///   known (`RESOURCE_EXHAUSTED`).
+///
+/// gRPC metadata travels as HTTP/2 headers, so these are exactly the headers an HTTP adapter
+/// sends ([`AuthError::http_headers`]), under their HTTP names.
 ///
 /// The layer answers with this; handlers that make decisions of their own (with
 /// [`Gate::enforce`](auth_core::Gate::enforce)) can answer the same way.
@@ -45,15 +45,10 @@ pub fn error_status(error: &AuthError, realm: &str) -> Status {
         tracing::error!(target: "auth::grpc", error = %error, "authentication misconfigured");
     }
     let mut status = Status::new(code(error.grpc_code()), error.description());
-    if let Some(challenge) = error.www_authenticate(realm)
-        && let Ok(value) = MetadataValue::try_from(challenge)
-    {
-        status.metadata_mut().insert(WWW_AUTHENTICATE, value);
-    }
-    if let Some(secs) = error.retry_after_secs() {
-        status
-            .metadata_mut()
-            .insert(RETRY_AFTER, MetadataValue::from(secs));
+    for (name, value) in error.http_headers(realm) {
+        if let Ok(value) = MetadataValue::try_from(value) {
+            status.metadata_mut().insert(name, value);
+        }
     }
     status
 }
@@ -68,8 +63,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use auth_core::ratelimit::RateLimitStatus;
     use auth_core::{RequestError, TokenError};
     use std::time::Duration;
+
+    const WWW_AUTHENTICATE: &str = "www-authenticate";
+    const RETRY_AFTER: &str = "retry-after";
 
     fn challenge(status: &Status) -> Option<&str> {
         status
@@ -150,6 +149,32 @@ mod tests {
         );
         assert_eq!(status.metadata().get(RETRY_AFTER).unwrap(), "2");
         assert!(challenge(&status).is_none());
+        assert!(status.metadata().get("ratelimit").is_none());
+    }
+
+    #[test]
+    fn rate_limited_carries_the_refusing_limit() {
+        let limit = RateLimitStatus {
+            policy: "key-quota",
+            limit: 100,
+            window_secs: 86_400,
+            remaining: 0,
+            reset_secs: 3_600,
+        };
+        let status = error_status(
+            &AuthError::RateLimited {
+                retry_after: Duration::from_secs(3_600),
+                status: Some(limit),
+            },
+            "api",
+        );
+        let md = status.metadata();
+        assert_eq!(md.get(RETRY_AFTER).unwrap(), "3600");
+        assert_eq!(
+            md.get("ratelimit-policy").unwrap(),
+            "\"key-quota\";q=100;w=86400"
+        );
+        assert_eq!(md.get("ratelimit").unwrap(), "\"key-quota\";r=0;t=3600");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use auth_core::jwks::JwksCache;
 use auth_core::jwt::{Issuer, Jwt};
 use auth_core::keys::KeySet;
 use auth_core::policy::{Cidr, PolicyMap, Rule, Scopes};
+use auth_core::ratelimit::RateLimitStatus;
 use auth_core::{Algorithm, AuthError, AuthMethod, Authenticator, BoxFuture, Gate, Principal};
 use auth_examples::proto::demo_v1::demo_client::DemoClient;
 use auth_examples::proto::demo_v1::demo_server::{Demo, DemoServer};
@@ -566,4 +567,160 @@ async fn over_quota_is_resource_exhausted_with_retry_after() {
     assert_eq!(status.message(), "rate limit exceeded");
     assert_eq!(status.metadata().get("retry-after").unwrap(), "30");
     assert!(status.metadata().get("www-authenticate").is_none());
+}
+
+const LIMIT: RateLimitStatus = RateLimitStatus {
+    policy: "key-rate",
+    limit: 10,
+    window_secs: 60,
+    remaining: 7,
+    reset_secs: 18,
+};
+const POLICY_ENTRY: &str = "\"key-rate\";q=10;w=60";
+const RATELIMIT_ENTRY: &str = "\"key-rate\";r=7;t=18";
+
+/// Accepts any bearer token (scope `read`): `fast-*` from its "cache" (no future), others
+/// through the slow path; a token containing `limited` gets a principal with [`LIMIT`].
+struct Limited;
+
+fn limited_principal(token: &str) -> Principal {
+    Principal::builder(token, AuthMethod::ApiKey)
+        .scopes(["read"])
+        .build()
+        .with_rate_limit(token.contains("limited").then_some(LIMIT))
+}
+
+impl Authenticator for Limited {
+    fn method(&self) -> AuthMethod {
+        AuthMethod::ApiKey
+    }
+
+    fn accepts(&self, credentials: &Credentials<'_>) -> bool {
+        credentials.has_bearer()
+    }
+
+    fn authenticate_cached(
+        &self,
+        credentials: &Credentials<'_>,
+    ) -> Option<Result<Principal, AuthError>> {
+        let token = std::str::from_utf8(credentials.bearer_unchecked()?).ok()?;
+        token
+            .starts_with("fast-")
+            .then(|| Ok(limited_principal(token)))
+    }
+
+    fn authenticate(
+        &self,
+        credentials: OwnedCredentials,
+    ) -> BoxFuture<'static, Result<Principal, AuthError>> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            credentials
+                .bearer
+                .as_deref()
+                .map(limited_principal)
+                .ok_or(AuthError::MissingCredentials)
+        })
+    }
+}
+
+fn rate_limit_entries(md: &tonic::metadata::MetadataMap) -> (Option<&str>, Option<&str>) {
+    let entry = |name| md.get(name).map(|v| v.to_str().unwrap());
+    (entry("ratelimit-policy"), entry("ratelimit"))
+}
+
+async fn limited_server() -> TestServer {
+    let gate = Gate::builder(Limited).realm(REALM).build();
+    start(Some(GrpcAuthLayer::new(gate, admin_policies()))).await
+}
+
+#[tokio::test]
+async fn allowed_calls_carry_the_rate_limit_in_the_initial_metadata() {
+    let server = limited_server().await;
+    for token in ["fast-limited", "slow-limited"] {
+        let response = server.client().who_am_i(bearer(token)).await.unwrap();
+        assert_eq!(
+            rate_limit_entries(response.metadata()),
+            (Some(POLICY_ENTRY), Some(RATELIMIT_ENTRY)),
+            "{token}"
+        );
+        assert_eq!(response.into_inner().subject, token);
+    }
+}
+
+#[tokio::test]
+async fn a_method_policys_refusal_carries_the_rate_limit_too() {
+    let server = limited_server().await;
+    for token in ["fast-limited", "slow-limited"] {
+        let status = server.client().admin(bearer(token)).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{token}");
+        assert_eq!(
+            rate_limit_entries(status.metadata()),
+            (Some(POLICY_ENTRY), Some(RATELIMIT_ENTRY)),
+            "{token}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_rate_limit_entries_without_a_limit() {
+    let server = limited_server().await;
+    for token in ["fast-plain", "slow-plain"] {
+        let response = server.client().who_am_i(bearer(token)).await.unwrap();
+        assert_eq!(
+            rate_limit_entries(response.metadata()),
+            (None, None),
+            "{token}"
+        );
+    }
+    let status = server
+        .client()
+        .who_am_i(Request::new(()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(rate_limit_entries(status.metadata()), (None, None));
+}
+
+/// Over quota with the refusing limit known.
+struct OverQuotaWithStatus;
+
+impl Authenticator for OverQuotaWithStatus {
+    fn method(&self) -> AuthMethod {
+        AuthMethod::ApiKey
+    }
+    fn accepts(&self, credentials: &Credentials<'_>) -> bool {
+        credentials.has_bearer()
+    }
+    fn authenticate(
+        &self,
+        _: OwnedCredentials,
+    ) -> BoxFuture<'static, Result<Principal, AuthError>> {
+        Box::pin(async {
+            Err(AuthError::RateLimited {
+                retry_after: Duration::from_secs(18),
+                status: Some(RateLimitStatus {
+                    remaining: 0,
+                    ..LIMIT
+                }),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn over_quota_carries_the_refusing_limit() {
+    let gate = Gate::builder(OverQuotaWithStatus).realm(REALM).build();
+    let server = start(Some(GrpcAuthLayer::new(gate, admin_policies()))).await;
+    let status = server
+        .client()
+        .who_am_i(bearer("some.api.key"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(status.metadata().get("retry-after").unwrap(), "18");
+    assert_eq!(
+        rate_limit_entries(status.metadata()),
+        (Some(POLICY_ENTRY), Some("\"key-rate\";r=0;t=18"))
+    );
 }

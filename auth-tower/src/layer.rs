@@ -4,6 +4,12 @@
 //! called; otherwise the layer answers itself (401/400/403/429/503 with the RFC 6750 challenge).
 //! A token already verified is answered from the core's cache without allocating a future.
 //!
+//! When a rate limit or quota applied to an authenticated request
+//! ([`Principal::rate_limit`]), every answer to it — whatever the inner service responds, or
+//! the layer's own 403 for the gate-wide policy — carries the `RateLimit-Policy` and
+//! `RateLimit` headers of [`RateLimitStatus::headers`] (draft-ietf-httpapi-ratelimit-headers),
+//! replacing any the inner service set. A request without a status pays nothing for this.
+//!
 //! ```
 //! use auth_core::jwt::{Issuer, Jwt};
 //! use auth_core::keys::{KeySet, VerifyingKey};
@@ -25,8 +31,9 @@
 //! ```
 
 use crate::attributes::HttpAttributes;
-use crate::response::error_response;
+use crate::response::{error_response, insert_rate_limit};
 use auth_core::jwt::Jwt;
+use auth_core::ratelimit::RateLimitStatus;
 use auth_core::{AuthError, BoxFuture, Check, Gate, Principal};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -139,10 +146,13 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         match self.context.gate.check(req.headers()) {
-            Check::Ready(Ok(principal)) => match admit(req, principal, &self.context) {
-                Ok(req) => ResponseFuture::calling(self.inner.call(req)),
-                Err(e) => ResponseFuture::reject(error_response(&e, self.context.realm())),
-            },
+            Check::Ready(Ok(principal)) => {
+                let limit = rate_limit_of(principal.as_ref());
+                match admit(req, principal, &self.context) {
+                    Ok(req) => ResponseFuture::calling(self.inner.call(req), limit),
+                    Err(e) => ResponseFuture::reject(refusal(&e, &self.context, limit)),
+                }
+            }
             Check::Ready(Err(e)) => {
                 ResponseFuture::reject(error_response(&e, self.context.realm()))
             }
@@ -163,6 +173,28 @@ where
             }
         }
     }
+}
+
+/// The rate-limit state an authenticated request's answer must carry, boxed so that the
+/// response future grows by one pointer only; `None` (no allocation) when no limit applied.
+fn rate_limit_of(principal: Option<&Principal>) -> Option<Box<RateLimitStatus>> {
+    principal
+        .and_then(Principal::rate_limit)
+        .copied()
+        .map(Box::new)
+}
+
+/// The layer's own answer to `error`, with the rate-limit headers of an authenticated caller.
+fn refusal<B: From<Bytes>>(
+    error: &AuthError,
+    context: &AuthContext,
+    limit: Option<Box<RateLimitStatus>>,
+) -> Response<B> {
+    let mut response = error_response(error, context.realm());
+    if let Some(status) = limit {
+        insert_rate_limit(response.headers_mut(), &status);
+    }
+    response
 }
 
 /// Applies the gate-wide policy (if any), then leaves the principal (or, for an anonymous
@@ -222,6 +254,8 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
+            // The headers to add to the inner service's response, if a limit applied.
+            rate_limit: Option<Box<RateLimitStatus>>,
         },
         Rejected {
             response: Option<Box<S::Response>>,
@@ -233,9 +267,9 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    fn calling(future: S::Future) -> Self {
+    fn calling(future: S::Future, rate_limit: Option<Box<RateLimitStatus>>) -> Self {
         Self {
-            state: State::Calling { future },
+            state: State::Calling { future, rate_limit },
         }
     }
 
@@ -268,17 +302,34 @@ where
                     } = &mut **pending;
                     let outcome = ready!(check.as_mut().poll(cx));
                     let req = request.take().expect("future polled after completion");
-                    let next = match outcome.and_then(|p| admit(req, p, context)) {
-                        Ok(req) => State::Calling {
-                            future: service.call(req),
-                        },
+                    let next = match outcome {
+                        Ok(principal) => {
+                            let limit = rate_limit_of(principal.as_ref());
+                            match admit(req, principal, context) {
+                                Ok(req) => State::Calling {
+                                    future: service.call(req),
+                                    rate_limit: limit,
+                                },
+                                Err(e) => State::Rejected {
+                                    response: Some(Box::new(refusal(&e, context, limit))),
+                                },
+                            }
+                        }
                         Err(e) => State::Rejected {
                             response: Some(Box::new(error_response(&e, context.realm()))),
                         },
                     };
                     this.state.set(next);
                 }
-                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Calling { future, rate_limit } => {
+                    let mut result = ready!(future.poll(cx));
+                    if let Some(status) = rate_limit.take()
+                        && let Ok(response) = &mut result
+                    {
+                        insert_rate_limit(response.headers_mut(), &status);
+                    }
+                    return Poll::Ready(result);
+                }
                 StateProj::Rejected { response } => {
                     return Poll::Ready(Ok(*response
                         .take()

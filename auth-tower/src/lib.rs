@@ -3,7 +3,10 @@
 //! - [`AuthLayer`] authenticates each request with an [`auth_core::Gate`], inserts the
 //!   [`auth_core::Principal`] into the request extensions, and answers refusals with the
 //!   status, RFC 6750 `WWW-Authenticate` challenge and problem-details body of the core's
-//!   outcome table.
+//!   outcome table (a 429 adds `Retry-After`, `RateLimit-Policy` and `RateLimit`). When a rate
+//!   limit or quota applied to an authenticated request, its answer, whatever the handler
+//!   responds, carries the `RateLimit-Policy` and `RateLimit` headers of
+//!   [`Principal::rate_limit`](auth_core::Principal::rate_limit).
 //! - [`RequireLayer`] adds a route-level policy (scopes).
 //! - With the `axum` feature (default): the extractors [`Principal`], `Option<Principal>` and
 //!   [`Claims<T>`].

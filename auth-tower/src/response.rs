@@ -1,11 +1,13 @@
 //! Rendering an [`AuthError`] as an HTTP response: status, `WWW-Authenticate` challenge,
-//! `Retry-After`, and a small RFC 9457 problem-details body. Everything comes from the core's
+//! `Retry-After` and `RateLimit-Policy`/`RateLimit` (429), and a small RFC 9457
+//! problem-details body. Everything comes from the core's
 //! outcome table; nothing here decides.
 
 use auth_core::AuthError;
+use auth_core::ratelimit::RateLimitStatus;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 
 /// Builds the response for `error`, with challenges for `realm`.
 ///
@@ -36,4 +38,13 @@ pub fn error_response<B: From<Bytes>>(error: &AuthError, realm: &str) -> Respons
         }
     }
     res
+}
+
+/// Sets the `ratelimit-policy` and `ratelimit` headers of `status`, replacing any already there.
+pub(crate) fn insert_rate_limit(headers: &mut HeaderMap, status: &RateLimitStatus) {
+    for (name, value) in status.headers() {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
+        }
+    }
 }

@@ -7,6 +7,11 @@
 //! framework-neutral vocabulary of the outcome table (`ARCHITECTURE.md`). Adding a scenario to
 //! [`scenarios`] runs it everywhere.
 //!
+//! Besides the outcome, [`Running::reply`] reports the rate-limit fields of the answer
+//! (`ratelimit-policy` and `ratelimit`: HTTP headers, gRPC response metadata), which
+//! [`rate_limit_checks`] compare: an allowed request of a key with a limit carries them, one
+//! without a limit does not.
+//!
 //! Every server serves the same targets with the same policies:
 //!
 //! | target | needs |
@@ -20,6 +25,7 @@
 use crate::fixtures::issuer::{TestIssuer, now};
 use auth_core::Chain;
 use auth_core::apikey::ApiKeys;
+use auth_core::apikey::limit::{KeyLimits, Quota, Rate, Window};
 use auth_core::apikey::store::{KeyRecord, KeyStore, MemoryStore};
 use auth_core::jwt::{Issuer, Jwt};
 use auth_core::keys::KeySet;
@@ -29,6 +35,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The issuer every matrix server trusts.
 pub const ISSUER: &str = "https://matrix.test";
@@ -85,6 +92,10 @@ pub enum Outcome {
     /// Refused by a policy (403 / PERMISSION_DENIED / FORBIDDEN), with the `scope` the
     /// challenge names, if any.
     Forbidden(Option<String>),
+    /// Refused as over a rate or quota: HTTP 429 with `retry-after`, `ratelimit-policy` and
+    /// `ratelimit` and no challenge; gRPC `RESOURCE_EXHAUSTED` with the same metadata;
+    /// GraphQL `extensions.code` `RATE_LIMITED` (on a 429 with those headers).
+    RateLimited,
     /// Anything else, described.
     Other(String),
 }
@@ -129,11 +140,41 @@ impl fmt::Debug for Scenario {
 /// A boxed future, for the object-safe traits below.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What a framework saw of one call: the outcome, and the rate-limit fields of the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The outcome, in the matrix's vocabulary.
+    pub outcome: Outcome,
+    /// The `ratelimit-policy` header (gRPC: response metadata entry), if any.
+    pub rate_limit_policy: Option<String>,
+    /// The `ratelimit` header (gRPC: response metadata entry), if any.
+    pub rate_limit: Option<String>,
+}
+
+impl Reply {
+    /// A reply without rate-limit fields.
+    pub fn of(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            rate_limit_policy: None,
+            rate_limit: None,
+        }
+    }
+}
+
 /// A running server of one framework.
 pub trait Running: Send + Sync {
-    /// Calls `target` presenting `credential`.
-    fn call<'a>(&'a self, target: &'a Target, credential: &'a Credential)
-    -> BoxFuture<'a, Outcome>;
+    /// Calls `target` presenting `credential`; the outcome and the answer's rate-limit fields.
+    fn reply<'a>(&'a self, target: &'a Target, credential: &'a Credential) -> BoxFuture<'a, Reply>;
+
+    /// Calls `target` presenting `credential`; the outcome only.
+    fn call<'a>(
+        &'a self,
+        target: &'a Target,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move { self.reply(target, credential).await.outcome })
+    }
 }
 
 /// One framework in the matrix.
@@ -158,10 +199,11 @@ pub struct Setup {
     pub keys: MatrixKeys,
 }
 
-/// The API keys of the scenarios (each also stored, as the scenario needs it).
+/// The API keys of the scenarios (each also stored, as the scenario needs it). Pairs are
+/// `(key, id)`; the id is the subject servers answer. Every key is of tenant `acme`.
 #[derive(Debug, Clone)]
 pub struct MatrixKeys {
-    /// Active, scopes `read`; its id is the subject servers answer.
+    /// Active, scopes `read`.
     pub reader: (String, String),
     /// Active, scopes `read admin`.
     pub admin: (String, String),
@@ -171,6 +213,18 @@ pub struct MatrixKeys {
     pub expired: String,
     /// Well-formed but never stored.
     pub unknown: String,
+    /// Rotated to [`MatrixKeys::successor`], within the grace period (an hour from setup).
+    pub rotated: (String, String),
+    /// The successor of [`MatrixKeys::rotated`].
+    pub successor: (String, String),
+    /// Rotated with a grace period that has ended.
+    pub retired: String,
+    /// Its own rate, one request an hour, spent by the setup.
+    pub over_rate: String,
+    /// Its own quota, one request a month, spent by the setup.
+    pub over_quota: String,
+    /// Its own generous rate (a million an hour): allowed, with rate-limit fields.
+    pub generous: (String, String),
 }
 
 impl fmt::Debug for Setup {
@@ -192,7 +246,8 @@ impl Setup {
             .build()
             .expect("matrix API keys");
         let t = now();
-        let issue = async |scopes: &[&str], edit: fn(&mut KeyRecord, i64)| {
+        // A new key and its record (not stored yet).
+        let record = |scopes: &[&str], edit: fn(&mut KeyRecord, i64)| {
             let (key, parsed) = api_keys.format().generate().expect("a key");
             let mut record = KeyRecord::new(
                 parsed.id(),
@@ -203,14 +258,55 @@ impl Setup {
             );
             record.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
             edit(&mut record, t);
+            (key, record)
+        };
+        let issue = async |scopes: &[&str], edit: fn(&mut KeyRecord, i64)| {
+            let (key, record) = record(scopes, edit);
+            let id = record.id.clone();
             store.insert(record).await.expect("store a key");
-            (key, parsed.id().to_owned())
+            (key, id)
+        };
+        // Rotates `old` to a new key with `grace_until`; the new key and its id.
+        let rotate = async |old: &str, grace_until: i64| {
+            let (key, successor) = record(&["read"], |_, _| {});
+            let id = successor.id.clone();
+            store
+                .rotate(old, successor, grace_until)
+                .await
+                .expect("rotate a key");
+            (key, id)
         };
         let reader = issue(&["read"], |_, _| {}).await;
         let admin = issue(&["read", "admin"], |_, _| {}).await;
         let revoked = issue(&["read"], |r, t| r.revoked_at = Some(t - 1)).await.0;
         let expired = issue(&["read"], |r, t| r.expires_at = Some(t - 1)).await.0;
         let unknown = api_keys.format().generate().expect("a key").0;
+        let rotated = issue(&["read"], |_, _| {}).await;
+        let successor = rotate(&rotated.1, t + 3600).await;
+        let retired = issue(&["read"], |_, _| {}).await;
+        rotate(&retired.1, t - 1).await;
+        let over_rate = issue(&["read"], |r, _| {
+            r.limits = KeyLimits::new(Some(Rate::per(Duration::from_secs(3600), 1)), None);
+        })
+        .await
+        .0;
+        let over_quota = issue(&["read"], |r, _| {
+            r.limits = KeyLimits::new(None, Some(Quota::new(1, Window::Month)));
+        })
+        .await
+        .0;
+        let generous = issue(&["read"], |r, _| {
+            r.limits = KeyLimits::new(Some(Rate::per(Duration::from_secs(3600), 1_000_000)), None);
+        })
+        .await;
+        // Spend the single allowance of the limited keys, so every framework's request is
+        // over the limit.
+        for key in [&over_rate, &over_quota] {
+            api_keys
+                .verify(key)
+                .await
+                .expect("a limited key's first use");
+        }
         Self {
             issuer: TestIssuer::new(ISSUER, AUDIENCE),
             api_keys,
@@ -220,6 +316,12 @@ impl Setup {
                 revoked,
                 expired,
                 unknown,
+                rotated,
+                successor,
+                retired: retired.0,
+                over_rate,
+                over_quota,
+                generous,
             },
         }
     }
@@ -461,6 +563,42 @@ pub fn scenarios(setup: &Setup) -> Vec<Scenario> {
             Credential::ApiKeyAndBearer(setup.keys.reader.0.clone(), i.token()),
             Outcome::InvalidRequest,
         ),
+        (
+            "API key, rotated, within grace",
+            Target::WhoAmI,
+            Credential::ApiKey(setup.keys.rotated.0.clone()),
+            Outcome::Ok(setup.keys.rotated.1.clone()),
+        ),
+        (
+            "API key, rotated, after grace",
+            Target::WhoAmI,
+            Credential::ApiKey(setup.keys.retired.clone()),
+            Outcome::InvalidToken,
+        ),
+        (
+            "API key, successor of a rotation",
+            Target::WhoAmI,
+            Credential::ApiKey(setup.keys.successor.0.clone()),
+            Outcome::Ok(setup.keys.successor.1.clone()),
+        ),
+        (
+            "API key, over rate",
+            Target::WhoAmI,
+            Credential::ApiKey(setup.keys.over_rate.clone()),
+            Outcome::RateLimited,
+        ),
+        (
+            "API key, over quota",
+            Target::WhoAmI,
+            Credential::ApiKey(setup.keys.over_quota.clone()),
+            Outcome::RateLimited,
+        ),
+        (
+            "API key, wrong tenant",
+            Target::Tenant("globex".into()),
+            Credential::ApiKey(setup.keys.reader.0.clone()),
+            Outcome::Forbidden(None),
+        ),
     ];
     rows.drain(..)
         .map(|(name, target, credential, expect)| Scenario {
@@ -483,6 +621,104 @@ pub fn as_seen(expect: &Outcome, precision: Precision) -> Outcome {
     }
 }
 
+/// What a check of [`rate_limit_checks`] expects of the answer's rate-limit fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitFields {
+    /// Neither `ratelimit-policy` nor `ratelimit`.
+    Absent,
+    /// Both: `ratelimit-policy` exactly this, and `ratelimit` for the same policy with fewer
+    /// than its quota remaining.
+    Present {
+        /// The policy's name (`key-rate`).
+        policy: &'static str,
+        /// Its quota (the burst, for a rate).
+        quota: u64,
+        /// Its window, in seconds.
+        window_secs: u64,
+    },
+}
+
+/// One rate-limit check: an allowed call and the fields its answer must (not) carry.
+#[derive(Debug, Clone)]
+pub struct RateLimitCheck {
+    /// A short name, printed on failure.
+    pub name: &'static str,
+    /// What is presented (to [`Target::WhoAmI`]).
+    pub credential: Credential,
+    /// The subject the handler must see.
+    pub subject: String,
+    /// The fields the answer must carry.
+    pub fields: RateLimitFields,
+}
+
+/// The rate-limit checks: an allowed request of a key with a limit carries the rate-limit
+/// fields, of a key without one or of a token does not.
+pub fn rate_limit_checks(setup: &Setup) -> Vec<RateLimitCheck> {
+    vec![
+        RateLimitCheck {
+            name: "API key with a generous limit",
+            credential: Credential::ApiKey(setup.keys.generous.0.clone()),
+            subject: setup.keys.generous.1.clone(),
+            fields: RateLimitFields::Present {
+                policy: "key-rate",
+                quota: 1_000_000,
+                window_secs: 3600,
+            },
+        },
+        RateLimitCheck {
+            name: "API key without a limit",
+            credential: Credential::ApiKey(setup.keys.reader.0.clone()),
+            subject: setup.keys.reader.1.clone(),
+            fields: RateLimitFields::Absent,
+        },
+        RateLimitCheck {
+            name: "token",
+            credential: Credential::Bearer(setup.issuer.token()),
+            subject: TestIssuer::SUBJECT.to_owned(),
+            fields: RateLimitFields::Absent,
+        },
+    ]
+}
+
+impl RateLimitFields {
+    /// Why `reply` does not carry these fields, if it does not.
+    pub fn mismatch(&self, reply: &Reply) -> Option<String> {
+        let (policy_field, limit_field) = (
+            reply.rate_limit_policy.as_deref(),
+            reply.rate_limit.as_deref(),
+        );
+        match self {
+            Self::Absent => (policy_field.is_some() || limit_field.is_some()).then(|| {
+                format!("expected no rate-limit fields, got {policy_field:?} and {limit_field:?}")
+            }),
+            Self::Present {
+                policy,
+                quota,
+                window_secs,
+            } => {
+                let want = format!("\"{policy}\";q={quota};w={window_secs}");
+                if policy_field != Some(want.as_str()) {
+                    return Some(format!(
+                        "expected ratelimit-policy {want}, got {policy_field:?}"
+                    ));
+                }
+                // `"<policy>";r=<remaining>;t=<reset>`, remaining below the quota.
+                let remaining = limit_field
+                    .and_then(|v| v.strip_prefix(&format!("\"{policy}\";r=")))
+                    .and_then(|v| v.split_once(";t="))
+                    .and_then(|(r, t)| Some((r.parse::<u64>().ok()?, t.parse::<u64>().ok()?)))
+                    .map(|(r, _)| r);
+                match remaining {
+                    Some(r) if r < *quota => None,
+                    _ => Some(format!(
+                        "expected ratelimit \"{policy}\";r=<below {quota}>;t=<secs>, got {limit_field:?}"
+                    )),
+                }
+            }
+        }
+    }
+}
+
 /// Classifies an HTTP-style answer (status + `WWW-Authenticate`) into an [`Outcome`].
 pub fn classify_challenge(
     status_ok: Option<String>,
@@ -495,7 +731,8 @@ pub fn classify_challenge(
     let Some(ch) = challenge else {
         return Outcome::Other(format!("{kind} without a challenge"));
     };
-    if !ch.starts_with("Bearer") {
+    // A refused API key is challenged with its own scheme, in the same shape.
+    if !(ch.starts_with("Bearer") || ch.starts_with("ApiKey")) {
         return Outcome::Other(format!("{kind}, challenge {ch}"));
     }
     if ch.contains("error=\"invalid_request\"") {
@@ -528,6 +765,24 @@ pub async fn run(framework: &dyn Framework, setup: &Setup) -> Vec<String> {
                 "{}: {}: expected {want:?}, got {got:?}",
                 framework.name(),
                 s.name
+            ));
+        }
+    }
+    for check in rate_limit_checks(setup) {
+        let reply = server.reply(&Target::WhoAmI, &check.credential).await;
+        let want = Outcome::Ok(check.subject.clone());
+        if reply.outcome != want {
+            failures.push(format!(
+                "{}: rate-limit fields, {}: expected {want:?}, got {:?}",
+                framework.name(),
+                check.name,
+                reply.outcome
+            ));
+        } else if let Some(why) = check.fields.mismatch(&reply) {
+            failures.push(format!(
+                "{}: rate-limit fields, {}: {why}",
+                framework.name(),
+                check.name
             ));
         }
     }

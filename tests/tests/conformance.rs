@@ -9,17 +9,73 @@ use auth_examples::proto::demo_v1::demo_server::{Demo, DemoServer};
 use auth_examples::proto::demo_v1::{AdminReply, WhoAmIReply};
 use auth_grpc::GrpcAuthLayer;
 use auth_tests::matrix::{
-    self, BoxFuture, Credential, Framework, Outcome, REALM, Running, Setup, Target,
+    self, BoxFuture, Credential, Framework, Outcome, REALM, Reply, Running, Setup, Target,
     classify_challenge,
 };
 use auth_tower::{AuthLayer, Principal};
 use axum::Router;
 use axum::routing::get;
 
+/// The rate-limit fields of an answer: `retry-after`, `ratelimit-policy`, `ratelimit` (HTTP
+/// headers or gRPC metadata).
+#[derive(Debug, Default)]
+struct RateFields {
+    retry_after: Option<String>,
+    policy: Option<String>,
+    limit: Option<String>,
+}
+
+impl RateFields {
+    fn read(get: impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            retry_after: get("retry-after"),
+            policy: get("ratelimit-policy"),
+            limit: get("ratelimit"),
+        }
+    }
+
+    /// `RateLimited` when the refusal carries `retry-after` and both rate-limit fields and no
+    /// challenge; what is wrong with it otherwise.
+    fn rate_limited(&self, kind: &str, challenge: Option<&str>) -> Outcome {
+        if challenge.is_none()
+            && self.retry_after.is_some()
+            && self.policy.is_some()
+            && self.limit.is_some()
+        {
+            Outcome::RateLimited
+        } else {
+            Outcome::Other(format!(
+                "{kind} without retry-after and rate-limit fields, or with a challenge: \
+                 {self:?}, challenge {challenge:?}"
+            ))
+        }
+    }
+
+    fn reply(self, outcome: Outcome) -> Reply {
+        Reply {
+            outcome,
+            rate_limit_policy: self.policy,
+            rate_limit: self.limit,
+        }
+    }
+}
+
+/// One HTTP answer, as the matrix looks at it.
+struct HttpAnswer {
+    status: u16,
+    challenge: Option<String>,
+    fields: RateFields,
+    body: String,
+}
+
 /// Classifies an HTTP answer, checking that the status agrees with the challenge.
-fn classify_http(status: u16, challenge: Option<&str>, body: String) -> Outcome {
+fn classify_http(answer: &HttpAnswer) -> Outcome {
+    let (status, challenge) = (answer.status, answer.challenge.as_deref());
     if status == 200 {
-        return Outcome::Ok(body);
+        return Outcome::Ok(answer.body.clone());
+    }
+    if status == 429 {
+        return answer.fields.rate_limited("HTTP 429", challenge);
     }
     let outcome = classify_challenge(None, challenge, &format!("HTTP {status}"));
     let expected_status = match &outcome {
@@ -39,11 +95,8 @@ fn classify_http(status: u16, challenge: Option<&str>, body: String) -> Outcome 
     outcome
 }
 
-/// Sends `req` presenting `credential`; returns the status, the challenge and the body.
-async fn send(
-    mut req: reqwest::RequestBuilder,
-    credential: &Credential,
-) -> (u16, Option<String>, String) {
+/// Sends `req` presenting `credential`.
+async fn send(mut req: reqwest::RequestBuilder, credential: &Credential) -> HttpAnswer {
     match credential {
         Credential::None => {}
         Credential::Bearer(t) => req = req.header("authorization", format!("Bearer {t}")),
@@ -61,12 +114,22 @@ async fn send(
         }
     }
     let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    let challenge = res
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, challenge, res.text().await.unwrap())
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (status, challenge, fields) = (
+        res.status().as_u16(),
+        header("www-authenticate"),
+        RateFields::read(header),
+    );
+    HttpAnswer {
+        status,
+        challenge,
+        fields,
+        body: res.text().await.unwrap(),
+    }
 }
 
 /// Calls an HTTP server with the standard paths.
@@ -99,22 +162,14 @@ impl Drop for ActixServer {
 }
 
 impl Running for AxumServer {
-    fn call<'a>(
-        &'a self,
-        target: &'a Target,
-        credential: &'a Credential,
-    ) -> BoxFuture<'a, Outcome> {
-        self.http.call(target, credential)
+    fn reply<'a>(&'a self, target: &'a Target, credential: &'a Credential) -> BoxFuture<'a, Reply> {
+        self.http.reply(target, credential)
     }
 }
 
 impl Running for ActixServer {
-    fn call<'a>(
-        &'a self,
-        target: &'a Target,
-        credential: &'a Credential,
-    ) -> BoxFuture<'a, Outcome> {
-        self.http.call(target, credential)
+    fn reply<'a>(&'a self, target: &'a Target, credential: &'a Credential) -> BoxFuture<'a, Reply> {
+        self.http.reply(target, credential)
     }
 }
 
@@ -137,15 +192,12 @@ fn path(target: &Target) -> String {
 }
 
 impl HttpClient {
-    fn call<'a>(
-        &'a self,
-        target: &'a Target,
-        credential: &'a Credential,
-    ) -> BoxFuture<'a, Outcome> {
+    fn reply<'a>(&'a self, target: &'a Target, credential: &'a Credential) -> BoxFuture<'a, Reply> {
         Box::pin(async move {
             let req = self.client.get(format!("{}{}", self.base, path(target)));
-            let (status, challenge, body) = send(req, credential).await;
-            classify_http(status, challenge.as_deref(), body)
+            let answer = send(req, credential).await;
+            let outcome = classify_http(&answer);
+            answer.fields.reply(outcome)
         })
     }
 }
@@ -355,11 +407,7 @@ struct TonicServers {
 }
 
 impl Running for TonicServers {
-    fn call<'a>(
-        &'a self,
-        target: &'a Target,
-        credential: &'a Credential,
-    ) -> BoxFuture<'a, Outcome> {
+    fn reply<'a>(&'a self, target: &'a Target, credential: &'a Credential) -> BoxFuture<'a, Reply> {
         Box::pin(async move {
             let mut request = tonic::Request::new(());
             let md = request.metadata_mut();
@@ -395,18 +443,27 @@ impl Running for TonicServers {
             };
             let mut client = DemoClient::new(server.channel.clone());
             let result = match target {
-                Target::Admin => client.admin(request).await.map(|r| r.into_inner().subject),
-                _ => client
-                    .who_am_i(request)
-                    .await
-                    .map(|r| r.into_inner().subject),
+                Target::Admin => client.admin(request).await.map(|r| {
+                    let (md, reply, _) = r.into_parts();
+                    (md, reply.subject)
+                }),
+                _ => client.who_am_i(request).await.map(|r| {
+                    let (md, reply, _) = r.into_parts();
+                    (md, reply.subject)
+                }),
             };
             match result {
-                Ok(subject) => Outcome::Ok(subject),
-                Err(status) => classify_status(&status),
+                Ok((md, subject)) => metadata_fields(&md).reply(Outcome::Ok(subject)),
+                Err(status) => metadata_fields(status.metadata()).reply(classify_status(&status)),
             }
         })
     }
+}
+
+/// The rate-limit fields of gRPC response metadata (the initial metadata of an answer, or the
+/// metadata of a status).
+fn metadata_fields(md: &tonic::metadata::MetadataMap) -> RateFields {
+    RateFields::read(|name| md.get(name).map(|v| v.to_str().unwrap().to_owned()))
 }
 
 /// Classifies a gRPC status, checking that the code agrees with the challenge.
@@ -415,6 +472,10 @@ fn classify_status(status: &tonic::Status) -> Outcome {
         .metadata()
         .get("www-authenticate")
         .and_then(|v| v.to_str().ok());
+    if status.code() == tonic::Code::ResourceExhausted {
+        return metadata_fields(status.metadata())
+            .rate_limited("gRPC ResourceExhausted", challenge);
+    }
     let outcome = classify_challenge(None, challenge, &format!("gRPC {:?}", status.code()));
     let expected = match &outcome {
         Outcome::Unauthenticated | Outcome::InvalidToken | Outcome::InvalidRequest => {
@@ -531,7 +592,8 @@ fn graphql_query(target: &Target) -> (&'static str, String) {
 /// Classifies a GraphQL-over-HTTP answer: refusals before execution carry the HTTP status and
 /// challenge (checked like any HTTP answer, and the body must be a GraphQL error with the
 /// matching code); refusals of a field are a `null` field with `extensions.code`.
-fn classify_graphql(status: u16, challenge: Option<&str>, body: &str, field: &str) -> Outcome {
+fn classify_graphql(answer: &HttpAnswer, field: &str) -> Outcome {
+    let (status, body) = (answer.status, answer.body.as_str());
     let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
         return Outcome::Other(format!("HTTP {status}, not JSON: {body}"));
     };
@@ -539,9 +601,10 @@ fn classify_graphql(status: u16, challenge: Option<&str>, body: &str, field: &st
         .as_str()
         .map(str::to_owned);
     if status != 200 {
-        let outcome = classify_http(status, challenge, String::new());
+        let outcome = classify_http(answer);
         let expected_code = match &outcome {
             Outcome::Forbidden(_) => "FORBIDDEN",
+            Outcome::RateLimited => "RATE_LIMITED",
             _ => "UNAUTHENTICATED",
         };
         if code.as_deref() != Some(expected_code) {
@@ -569,11 +632,7 @@ struct GraphQlClient {
 }
 
 impl GraphQlClient {
-    fn call<'a>(
-        &'a self,
-        target: &'a Target,
-        credential: &'a Credential,
-    ) -> BoxFuture<'a, Outcome> {
+    fn reply<'a>(&'a self, target: &'a Target, credential: &'a Credential) -> BoxFuture<'a, Reply> {
         Box::pin(async move {
             let (field, query) = graphql_query(target);
             let req = self
@@ -581,8 +640,9 @@ impl GraphQlClient {
                 .client
                 .post(format!("{}/graphql", self.http.base))
                 .json(&serde_json::json!({ "query": query }));
-            let (status, challenge, body) = send(req, credential).await;
-            classify_graphql(status, challenge.as_deref(), &body, field)
+            let answer = send(req, credential).await;
+            let outcome = classify_graphql(&answer, field);
+            answer.fields.reply(outcome)
         })
     }
 }
@@ -595,12 +655,8 @@ struct GraphQlAxumServer {
 }
 
 impl Running for GraphQlAxumServer {
-    fn call<'a>(
-        &'a self,
-        target: &'a Target,
-        credential: &'a Credential,
-    ) -> BoxFuture<'a, Outcome> {
-        self.graphql.call(target, credential)
+    fn reply<'a>(&'a self, target: &'a Target, credential: &'a Credential) -> BoxFuture<'a, Reply> {
+        self.graphql.reply(target, credential)
     }
 }
 
@@ -641,12 +697,8 @@ struct GraphQlActixServer {
 }
 
 impl Running for GraphQlActixServer {
-    fn call<'a>(
-        &'a self,
-        target: &'a Target,
-        credential: &'a Credential,
-    ) -> BoxFuture<'a, Outcome> {
-        self.graphql.call(target, credential)
+    fn reply<'a>(&'a self, target: &'a Target, credential: &'a Credential) -> BoxFuture<'a, Reply> {
+        self.graphql.reply(target, credential)
     }
 }
 
@@ -712,9 +764,10 @@ async fn every_scenario_on_every_framework() {
     for fw in &frameworks {
         let f = matrix::run(fw.as_ref(), &setup).await;
         println!(
-            "{}: {} scenarios, {} failed",
+            "{}: {} scenarios and {} rate-limit checks, {} failed",
             fw.name(),
             matrix::scenarios(&setup).len(),
+            matrix::rate_limit_checks(&setup).len(),
             f.len()
         );
         failures.extend(f);

@@ -6,11 +6,15 @@
 use async_graphql::{
     Context, EmptyMutation, EmptySubscription, Object, Result, Schema, SimpleObject,
 };
+use auth_core::authenticator::OwnedCredentials;
 use auth_core::issuer::{SigningKey, jwks};
 use auth_core::jwt::{Issuer, Jwt};
 use auth_core::keys::KeySet;
 use auth_core::policy::{Rule, Scopes};
-use auth_core::{Algorithm, Gate};
+use auth_core::ratelimit::RateLimitStatus;
+use auth_core::{
+    Algorithm, AuthError, AuthMethod, Authenticator, BoxFuture, Credentials, Gate, Principal,
+};
 use auth_graphql::{PartialResults, PolicyGuard, RoleGuard, ScopeGuard, principal};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -519,4 +523,133 @@ pub async fn gate_policy(url: &str, fx: &Fixture) {
     // Anonymous requests are not authenticated callers: the gate-wide policy does not apply.
     let a = post(url, None, "{ hello }").await;
     assert_eq!(a.body, json!({"data": {"hello": "hello"}}));
+}
+
+const LIMIT: RateLimitStatus = RateLimitStatus {
+    policy: "key-rate",
+    limit: 10,
+    window_secs: 60,
+    remaining: 7,
+    reset_secs: 18,
+};
+const POLICY_HEADER: &str = "\"key-rate\";q=10;w=60";
+const RATELIMIT_HEADER: &str = "\"key-rate\";r=7;t=18";
+
+/// Accepts any bearer token (scope `read`; the token is the subject): `fast-*` from its
+/// "cache", others through the slow path; a token containing `limited` gets a principal with
+/// a rate-limit state.
+pub struct Limited;
+
+fn limited_principal(token: &str) -> Principal {
+    Principal::builder(token, AuthMethod::ApiKey)
+        .scopes(["read"])
+        .build()
+        .with_rate_limit(token.contains("limited").then_some(LIMIT))
+}
+
+impl Authenticator for Limited {
+    fn method(&self) -> AuthMethod {
+        AuthMethod::ApiKey
+    }
+
+    fn accepts(&self, credentials: &Credentials<'_>) -> bool {
+        credentials.has_bearer()
+    }
+
+    fn authenticate_cached(
+        &self,
+        credentials: &Credentials<'_>,
+    ) -> Option<Result<Principal, AuthError>> {
+        let token = std::str::from_utf8(credentials.bearer_unchecked()?).ok()?;
+        token
+            .starts_with("fast-")
+            .then(|| Ok(limited_principal(token)))
+    }
+
+    fn authenticate(
+        &self,
+        credentials: OwnedCredentials,
+    ) -> BoxFuture<'static, Result<Principal, AuthError>> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            credentials
+                .bearer
+                .as_deref()
+                .map(limited_principal)
+                .ok_or(AuthError::MissingCredentials)
+        })
+    }
+}
+
+impl Limited {
+    /// An optional gate over [`Limited`].
+    pub fn gate() -> Gate {
+        Gate::builder(Limited).optional().realm(REALM).build()
+    }
+
+    /// An optional gate over [`Limited`] whose gate-wide policy needs scope `graphql`.
+    pub fn policy_gate() -> Gate {
+        Gate::builder(Limited)
+            .optional()
+            .realm(REALM)
+            .policy(Scopes::all(["graphql"]))
+            .build()
+    }
+}
+
+fn rate_limit_headers(a: &Answer) -> (Option<&str>, Option<&str>) {
+    (a.header("ratelimit-policy"), a.header("ratelimit"))
+}
+
+/// Scenarios for the endpoint at `url` served with [`Limited::gate`]: every answer to an
+/// authenticated caller with a rate-limit state carries its headers, others none.
+pub async fn rate_limits(url: &str) {
+    let limited = (Some(POLICY_HEADER), Some(RATELIMIT_HEADER));
+    for token in ["fast-limited", "slow-limited"] {
+        let a = post(url, Some(token), "{ whoami { subject } }").await;
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(a.body["data"]["whoami"]["subject"], token, "{}", a.text);
+        assert_eq!(rate_limit_headers(&a), limited, "{token}");
+
+        // Field errors are part of an executed answer.
+        let a = post(url, Some(token), "{ admin }").await;
+        assert_eq!(a.code(0), "FORBIDDEN");
+        assert_eq!(rate_limit_headers(&a), limited, "{token}");
+
+        // A body that holds no GraphQL request, from an authenticated caller.
+        let bad = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body("{not json");
+        let a = send(bad).await;
+        assert_eq!(a.status, 400, "{a:?}");
+        assert_eq!(rate_limit_headers(&a), limited, "{token}");
+    }
+    for token in ["fast-plain", "slow-plain"] {
+        let a = post(url, Some(token), "{ whoami { subject } }").await;
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(rate_limit_headers(&a), (None, None), "{token}");
+    }
+    let a = post(url, None, "{ hello }").await;
+    assert_eq!(rate_limit_headers(&a), (None, None));
+}
+
+/// Scenarios for the endpoint at `url` served with [`Limited::policy_gate`]: the gate-wide
+/// policy's refusal carries the caller's rate-limit headers.
+pub async fn rate_limited_policy_refusal(url: &str) {
+    for token in ["fast-limited", "slow-limited"] {
+        let a = post(url, Some(token), "{ hello }").await;
+        assert_refused(
+            &a,
+            403,
+            &format!(r#"Bearer realm="{REALM}", error="insufficient_scope""#),
+            "FORBIDDEN",
+        );
+        assert_eq!(
+            rate_limit_headers(&a),
+            (Some(POLICY_HEADER), Some(RATELIMIT_HEADER)),
+            "{token}"
+        );
+    }
 }
