@@ -32,6 +32,10 @@
 
 use crate::dev_issuer::{AUDIENCE, DevIssuer};
 use crate::duration::parse_duration;
+use auth_core::apikey::ApiKeys;
+use auth_core::apikey::redis::{FailMode, RedisLimiter};
+use auth_core::apikey::store::KeyStore;
+use auth_core::apikey::usage::{UsageFlusher, UsageRecorder};
 use auth_core::jwks::JwksCache;
 use auth_core::jwt::{Issuer, Jwt};
 use clap::{Args, Subcommand, ValueEnum};
@@ -98,9 +102,15 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "AUTH_DEMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Where API keys are kept (`sqlite://PATH` or `postgres://...`).
+    /// Where API keys are kept (`sqlite://PATH` or `postgres://...`), and Redis for limits.
     #[command(flatten)]
     pub store: crate::keys::StoreArgs,
+    /// How often the API keys' usage counts are written to the store.
+    #[arg(long, env = "AUTH_DEMO_USAGE_FLUSH", default_value = "10s", value_parser = parse_duration)]
+    pub usage_flush: Duration,
+    /// When Redis cannot be reached, let requests through instead of refusing them (503).
+    #[arg(long, env = "AUTH_DEMO_RATE_LIMIT_FAIL_OPEN")]
+    pub rate_limit_fail_open: bool,
 }
 
 /// Arguments of `token`.
@@ -275,17 +285,82 @@ pub fn external_issuers(args: &ServeArgs) -> Result<Jwt, Error> {
     Ok(builder.build()?)
 }
 
+/// What `serve` authenticates with, and the tasks that run beside it.
+pub struct Authn {
+    /// The trusted issuers' tokens and the key store's API keys, side by side.
+    pub chain: auth_core::Chain,
+    flusher: UsageFlusher,
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl fmt::Debug for Authn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authn").finish_non_exhaustive()
+    }
+}
+
+impl Authn {
+    /// Stops the background tasks, writing the usage counted since the last flush.
+    pub async fn shutdown(self) {
+        if let Some(listener) = self.listener {
+            listener.abort();
+        }
+        if let Err(e) = self.flusher.shutdown().await {
+            tracing::warn!(error = %e, "the last usage counts could not be written");
+        }
+    }
+}
+
 /// What `serve` authenticates with: the trusted issuers' tokens and the key store's API keys
-/// (`--database-url`), side by side. Call it inside the server's runtime.
+/// (`--database-url`), side by side; limits counted in Redis with `--redis-url` (shared by
+/// every `serve` using it), in process otherwise; usage flushed to the store every
+/// `--usage-flush`; with PostgreSQL, revocations made anywhere reach this process at once
+/// (`LISTEN`/`NOTIFY`). Call it inside the server's runtime.
 ///
 /// # Errors
 ///
-/// When the key store cannot be opened.
-pub async fn authenticator(args: &ServeArgs, trust: &Trust) -> Result<auth_core::Chain, Error> {
-    let store = crate::keys::open_store(&args.store.database_url).await?;
-    Ok(auth_core::Chain::new()
-        .with(trust.jwt.clone())
-        .with(crate::keys::authenticator(store)?))
+/// When the key store or Redis cannot be reached.
+pub async fn authenticator(args: &ServeArgs, trust: &Trust) -> Result<Authn, Error> {
+    let postgres = if crate::keys::is_postgres(&args.store.database_url) {
+        Some(Arc::new(crate::keys::open_postgres(&args.store).await?))
+    } else {
+        None
+    };
+    let store: Arc<dyn KeyStore> = match &postgres {
+        Some(pg) => pg.clone(),
+        None => crate::keys::open_store(&args.store).await?,
+    };
+    let recorder = UsageRecorder::new(store.clone());
+    let mut keys = ApiKeys::builder(store)
+        .prefix(crate::keys::PREFIX)
+        .usage(recorder.clone());
+    if let Some(redis) = &args.store.redis_url {
+        let mode = if args.rate_limit_fail_open {
+            FailMode::Open
+        } else {
+            FailMode::Closed
+        };
+        let limiter = RedisLimiter::builder(redis)
+            .prefix(&args.store.redis_prefix)
+            .fail_mode(mode)
+            .connect()
+            .await
+            .map_err(|e| format!("--redis-url: {e}"))?;
+        keys = keys.limiter(Arc::new(limiter));
+    }
+    let keys = keys.build()?;
+    let listener = match &postgres {
+        Some(pg) => {
+            let keys = keys.clone();
+            Some(pg.listen(move |change| keys.invalidate(&change)).await?)
+        }
+        None => None,
+    };
+    Ok(Authn {
+        chain: auth_core::Chain::new().with(trust.jwt.clone()).with(keys),
+        flusher: recorder.spawn_flusher(args.usage_flush),
+        listener,
+    })
 }
 
 /// Runs the command line of a demo binary: `token`, `keys`, or `serve` (explicit or the
@@ -324,7 +399,7 @@ pub fn keys(
         .enable_all()
         .build()?;
     let out = rt.block_on(async {
-        let store = crate::keys::open_store(&store.database_url).await?;
+        let store = crate::keys::open_store(store).await?;
         crate::keys::run(store, command).await
     })?;
     println!("{out}");

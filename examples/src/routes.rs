@@ -18,6 +18,7 @@ pub fn whoami(p: &Principal) -> Value {
         "roles": p.roles(),
         "issuer": p.issuer(),
         "tenant": p.tenant(),
+        "key_id": p.key_id(),
         "expires_at": p.expires_at(),
     })
 }

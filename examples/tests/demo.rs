@@ -180,6 +180,7 @@ fn keys(state: &std::path::Path, args: &[&str]) -> String {
         .arg("keys")
         .args(args)
         .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
         .arg("--database-url")
         .arg(database_url(state))
         .output()
@@ -199,12 +200,24 @@ const LISTEN: &str = "127.0.0.1:0";
 fn start_demo(tag: &str) -> Demo {
     let state = std::env::temp_dir().join(format!("auth-demo-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
+    serve_in(state)
+}
+
+/// Stops `demo` and starts a new `serve` on the same state directory (issuer key, key store).
+fn restart(mut demo: Demo) -> Demo {
+    let state = std::mem::take(&mut demo.state);
+    drop(demo);
+    serve_in(state)
+}
+
+fn serve_in(state: std::path::PathBuf) -> Demo {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", LISTEN])
         .arg("--state-dir")
         .arg(&state)
-        // Never the CI's PostgreSQL: each run its own SQLite file.
+        // Never the CI's PostgreSQL or Redis: each run its own SQLite file, limits in process.
         .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
         .arg("--database-url")
         .arg(database_url(&state))
         .stdout(Stdio::piped())
@@ -403,4 +416,60 @@ async fn api_keys_from_the_cli_are_accepted_and_revocation_takes_effect() {
     }
     // A key that is not ours is refused without a look-up.
     assert_eq!(whoami("ak_demo_not-a-key".into()).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_sqlite_serve_keeps_its_keys_across_a_restart_and_enforces_their_limits() {
+    let demo = start_demo("restart");
+    let client = reqwest::Client::new();
+    let created: Value = serde_json::from_str(&keys(
+        &demo.state,
+        &[
+            "create", "--tenant", "acme", "--name", "quota", "--quota", "3/day", "--json",
+        ],
+    ))
+    .expect("create prints JSON");
+    let (id, key) = (
+        created["id"].as_str().expect("id").to_owned(),
+        created["key"].as_str().expect("key").to_owned(),
+    );
+    assert_eq!(created["quota"], "3/day");
+    let call = |base: String| {
+        let req = client
+            .get(format!("{base}/whoami"))
+            .header("x-api-key", key.clone());
+        async move { req.send().await.expect("whoami") }
+    };
+    let first = call(demo.base.clone()).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(
+        first.headers()["ratelimit"]
+            .to_str()
+            .expect("ascii")
+            .split(';')
+            .nth(1),
+        Some("r=2"),
+        "two requests left today"
+    );
+    let demo = restart(demo);
+    // The key survived the restart (the quota is counted in process: a fresh count).
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(call(demo.base.clone()).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let refused = call(demo.base.clone()).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(
+        refused.headers()["ratelimit-policy"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("\"key-day\";q=3")
+    );
+    // `keys show` tells the limits; the record is intact.
+    let shown: Value = serde_json::from_str(&keys(&demo.state, &["show", &id])).expect("json");
+    assert_eq!(
+        (shown["quota"].as_str(), shown["status"].as_str()),
+        (Some("3/day"), Some("active"))
+    );
 }

@@ -76,6 +76,7 @@ fn start(bin: &str, state: &Path, subcommand: Option<&str>) -> Running {
         .arg(state)
         // Never the CI's PostgreSQL: each run its own SQLite file.
         .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
         .arg("--database-url")
         .arg(format!("sqlite://{}/auth.db", state.display()))
         .stdout(Stdio::piped())

@@ -49,12 +49,12 @@ async fn run(args: ServeArgs) -> Result<(), Error> {
     let addr = cli::listen_addr(&args.common.listen)?;
     let trust = cli::trust(&args)?;
     let authn = cli::authenticator(&args, &trust).await?;
-    let auth = AuthMiddleware::new(Gate::builder(authn.clone()).realm(cli::REALM).build());
+    let auth = AuthMiddleware::new(Gate::builder(authn.chain.clone()).realm(cli::REALM).build());
     // GraphQL answers in GraphQL: its handler checks tokens itself, in optional mode, so that
     // anonymous requests reach public fields.
     let graphql = auth_graphql::actix::GraphQl::new(
         graphql_demo::build(),
-        Gate::builder(authn.clone())
+        Gate::builder(authn.chain.clone())
             .realm(cli::REALM)
             .optional()
             .build(),
@@ -96,6 +96,7 @@ async fn run(args: ServeArgs) -> Result<(), Error> {
     tracing::info!(%local, "auth-demo-actix listening");
     println!("{}", cli::banner(cli::reachable(local), &trust)?);
     server.await?;
+    authn.shutdown().await;
     Ok(())
 }
 

@@ -91,7 +91,7 @@ async fn run(args: ServeArgs) -> Result<(), Error> {
     let addr = cli::listen_addr(&args.common.listen)?;
     let trust = cli::trust(&args)?;
     let authn = cli::authenticator(&args, &trust).await?;
-    let app = app(&trust, &authn);
+    let app = app(&trust, &authn.chain);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -103,6 +103,7 @@ async fn run(args: ServeArgs) -> Result<(), Error> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    authn.shutdown().await;
     Ok(())
 }
 
