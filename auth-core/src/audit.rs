@@ -65,6 +65,62 @@ impl fmt::Debug for AuditEvent<'_> {
     }
 }
 
+/// A change made to credentials (an API key created, revoked, rotated; a tenant's keys
+/// revoked): who it concerns and what happened, never a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChangeEvent<'a> {
+    /// What happened: `api_key_created`, `api_key_revoked`, `api_key_rotated`,
+    /// `tenant_keys_revoked`.
+    pub action: &'static str,
+    /// The key concerned, when one is.
+    pub key_id: Option<&'a str>,
+    /// The tenant concerned.
+    pub tenant: Option<&'a str>,
+    /// The successor's id, for a rotation.
+    pub successor: Option<&'a str>,
+    /// When the change takes effect (seconds since the Unix epoch): a revocation's time, a
+    /// rotation's grace end.
+    pub effective_at: Option<i64>,
+}
+
+impl<'a> ChangeEvent<'a> {
+    /// An event for `action`; the builder-style methods fill the rest.
+    pub fn new(action: &'static str) -> Self {
+        Self {
+            action,
+            key_id: None,
+            tenant: None,
+            successor: None,
+            effective_at: None,
+        }
+    }
+    /// Names the key.
+    #[must_use]
+    pub fn key(mut self, id: &'a str) -> Self {
+        self.key_id = Some(id);
+        self
+    }
+    /// Names the tenant.
+    #[must_use]
+    pub fn tenant(mut self, tenant: &'a str) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+    /// Names a rotation's successor.
+    #[must_use]
+    pub fn successor(mut self, id: &'a str) -> Self {
+        self.successor = Some(id);
+        self
+    }
+    /// Sets when the change takes effect.
+    #[must_use]
+    pub fn effective_at(mut self, at: i64) -> Self {
+        self.effective_at = Some(at);
+        self
+    }
+}
+
 /// Where audit events go.
 pub trait AuditSink: Send + Sync + 'static {
     /// Whether events with this outcome are wanted at all (lets callers skip measuring latency).
@@ -74,6 +130,19 @@ pub trait AuditSink: Send + Sync + 'static {
     }
     /// Records one event.
     fn record(&self, event: &AuditEvent<'_>);
+    /// Records a change to credentials. The default emits it through `tracing` at `INFO`,
+    /// target `auth::audit`.
+    fn record_change(&self, change: &ChangeEvent<'_>) {
+        tracing::info!(
+            target: "auth::audit",
+            action = change.action,
+            key_id = change.key_id,
+            tenant = change.tenant,
+            successor = change.successor,
+            effective_at = change.effective_at,
+            "credentials changed"
+        );
+    }
 }
 
 /// The default sink: `tracing` events with target `auth::audit`.
@@ -123,4 +192,5 @@ impl AuditSink for NoAudit {
         false
     }
     fn record(&self, _: &AuditEvent<'_>) {}
+    fn record_change(&self, _: &ChangeEvent<'_>) {}
 }

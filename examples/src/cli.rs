@@ -180,10 +180,16 @@ pub fn mint(args: &TokenArgs) -> Result<String, Error> {
 
 /// Sends `tracing` output (filtered by `RUST_LOG`, default `info`) to stderr in `format`.
 pub fn init_logs(format: LogFormat) {
+    init_logs_filtered(format, "info");
+}
+
+/// Starts logging to stderr with `default` as the filter unless `RUST_LOG` is set.
+fn init_logs_filtered(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -386,7 +392,8 @@ pub fn dispatch(
     }
 }
 
-/// Runs `keys` on its own runtime and prints what it answers.
+/// Runs `keys` on its own runtime and prints what it answers; every change is logged as an
+/// audit event on stderr (`auth::audit`).
 ///
 /// # Errors
 ///
@@ -395,6 +402,7 @@ pub fn keys(
     store: &crate::keys::StoreArgs,
     command: crate::keys::KeysCommand,
 ) -> Result<(), Error> {
+    init_logs_filtered(LogFormat::Text, "warn,auth::audit=info");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

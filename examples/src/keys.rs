@@ -9,6 +9,7 @@ use crate::cli::Error;
 use crate::duration::parse_duration;
 use auth_core::apikey::ApiKeys;
 use auth_core::apikey::limit::{KeyLimits, Quota, Rate};
+use auth_core::apikey::manage::{KeyManager, NewKey};
 use auth_core::apikey::sql::{PostgresStore, SqliteStore};
 use auth_core::apikey::store::{KeyRecord, KeyStore};
 use auth_core::apikey::usage::{Granularity, Outcome, UsageCount, UsageQuery};
@@ -66,10 +67,14 @@ pub enum KeysCommand {
         /// The key id.
         id: String,
     },
-    /// Revoke a key now.
+    /// Revoke a key, or every key of a tenant, now.
+    #[command(group(ArgGroup::new("what").required(true).args(["id", "tenant"])))]
     Revoke {
         /// The key id.
-        id: String,
+        id: Option<String>,
+        /// Every key of this tenant instead.
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Issue a successor; the old key keeps working for the grace period.
     Rotate {
@@ -221,23 +226,7 @@ fn describe(r: &KeyRecord) -> Value {
 ///
 /// When the store fails, a key id is unknown, or a key cannot be generated.
 pub async fn run(store: Arc<dyn KeyStore>, command: KeysCommand) -> Result<String, Error> {
-    let keys = authenticator(store.clone())?;
-    // A new record like `template` (tenant, name, scopes, expiry, limits, credit).
-    let issue = |template: &KeyRecord| {
-        let (key, parsed) = keys.format().generate()?;
-        let mut record = KeyRecord::new(
-            parsed.id(),
-            &template.tenant,
-            &template.name,
-            keys.hasher().hash(parsed.secret()),
-            now(),
-        );
-        record.scopes.clone_from(&template.scopes);
-        record.expires_at = template.expires_at;
-        record.limits = template.limits;
-        record.remaining_uses = template.remaining_uses;
-        Ok::<_, Error>((key, record))
-    };
+    let manager = KeyManager::new(authenticator(store.clone())?);
     let created = |key: &str, r: &KeyRecord, json_out: bool| {
         if json_out {
             let mut v = describe(r);
@@ -252,17 +241,21 @@ pub async fn run(store: Arc<dyn KeyStore>, command: KeysCommand) -> Result<Strin
     };
     match command {
         KeysCommand::Create(a) => {
-            let expires_at = a
-                .expires_in
-                .map(|d| now().saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
-            let mut template = KeyRecord::new("", a.tenant, a.name, [0; 32], 0);
-            template.scopes = a.scopes.split_whitespace().map(str::to_owned).collect();
-            template.expires_at = expires_at;
-            template.limits =
-                KeyLimits::new(a.rate.map(|r| a.burst.map_or(r, |b| r.burst(b))), a.quota);
-            template.remaining_uses = a.uses;
-            let (key, record) = issue(&template)?;
-            store.insert(record.clone()).await?;
+            let mut spec = NewKey::new(a.tenant, a.name)
+                .scopes(a.scopes.split_whitespace())
+                .limits(KeyLimits::new(
+                    a.rate.map(|r| a.burst.map_or(r, |b| r.burst(b))),
+                    a.quota,
+                ));
+            if let Some(d) = a.expires_in {
+                spec = spec.expires_at(
+                    now().saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+                );
+            }
+            if let Some(uses) = a.uses {
+                spec = spec.remaining_uses(uses);
+            }
+            let (key, record) = manager.create(spec, now()).await?;
             Ok(created(&key, &record, a.json))
         }
         KeysCommand::List { tenant, json } => {
@@ -294,23 +287,24 @@ pub async fn run(store: Arc<dyn KeyStore>, command: KeysCommand) -> Result<Strin
                 .ok_or_else(|| format!("no key with id `{id}`"))?;
             Ok(describe(&r).to_string())
         }
-        KeysCommand::Revoke { id } => {
-            let changed = store.revoke(&id, now()).await?;
+        KeysCommand::Revoke { id: Some(id), .. } => {
+            let changed = manager.revoke(&id, now()).await?;
             Ok(if changed {
                 format!("revoked {id}")
             } else {
                 format!("{id} was already revoked")
             })
         }
+        KeysCommand::Revoke {
+            id: None,
+            tenant: Some(tenant),
+        } => {
+            let n = manager.revoke_tenant(&tenant, now()).await?;
+            Ok(format!("revoked {n} key(s) of tenant {tenant}"))
+        }
+        KeysCommand::Revoke { .. } => Err("name a key id or --tenant".into()),
         KeysCommand::Rotate { id, grace, json } => {
-            let old = store
-                .get(&id)
-                .await?
-                .ok_or_else(|| format!("no key with id `{id}`"))?;
-            let (key, record) = issue(&old)?;
-            let grace_until =
-                now().saturating_add(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
-            store.rotate(&id, record.clone(), grace_until).await?;
+            let (key, record) = manager.rotate(&id, grace, now()).await?;
             Ok(created(&key, &record, json))
         }
         KeysCommand::Usage(a) => usage(store.as_ref(), &a).await,

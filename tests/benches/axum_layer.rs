@@ -15,7 +15,11 @@
 //!   configured by OIDC discovery against a tiny JWKS/discovery server on `127.0.0.1:0` in this
 //!   process, on the same RS256 token as (b) (it has no cache: every request is a full
 //!   verification);
-//! - (e) `jwt-authorizer` 0.15 is not measured; the reason is printed (see [`JWT_AUTHORIZER`]).
+//! - (e) `jwt-authorizer` 0.15 is not measured; the reason is printed (see [`JWT_AUTHORIZER`]);
+//! - (f) `key_cached`: the router behind [`AuthLayer`] over `ApiKeys` (an in-memory store), with
+//!   one repeated API key in `X-API-Key` (answered from the verified-key cache);
+//! - (g) `key_limited`: the same with a per-key rate the key never exhausts, so every request
+//!   also takes an in-process limit check and the answer carries the `RateLimit` headers.
 //!
 //! Two diagnostic variants run in the ratio loop only, on the same fresh tokens as (c): our
 //! layer with its cache disabled (the cost of cache look-up and insert, by difference), and (d)
@@ -26,6 +30,12 @@
 //! at start. Run with `cargo bench -p auth-tests --bench axum_layer`; under `cargo test`
 //! (criterion's test mode) every benchmark runs once and the ratio loops are a smoke test.
 
+use auth_core::Gate;
+use auth_core::apikey::ApiKeys;
+use auth_core::apikey::limit::Rate;
+use auth_core::apikey::manage::{KeyManager, NewKey};
+use auth_core::apikey::store::MemoryStore;
+use auth_core::audit::NoAudit;
 use auth_core::issuer::{self, SigningKey};
 use auth_core::jwt::{Issuer, Jwt};
 use auth_core::keys::KeySet;
@@ -39,6 +49,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::json;
 use std::cell::Cell;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::runtime::Runtime;
 use tower::Layer as _;
@@ -87,12 +98,45 @@ fn ready(router: Router) -> Router {
     router.with_state(())
 }
 
+/// A request presenting `auth`: a bearer token in `Authorization`, anything else as an API key
+/// in `X-API-Key`.
 fn request(auth: &HeaderValue) -> Request<Body> {
     let mut req = Request::new(Body::empty());
     *req.uri_mut() = Uri::from_static("/");
-    req.headers_mut()
-        .insert(header::AUTHORIZATION, auth.clone());
+    let name = if auth.as_bytes().starts_with(b"Bearer ") {
+        header::AUTHORIZATION
+    } else {
+        header::HeaderName::from_static("x-api-key")
+    };
+    req.headers_mut().insert(name, auth.clone());
     req
+}
+
+/// An API key in a memory store, and two layers over it: without and with a per-key rate.
+fn api_key_layers(rt: &Runtime) -> (HeaderValue, AuthLayer, AuthLayer) {
+    let store = Arc::new(MemoryStore::new());
+    let keys = |limited: bool| {
+        let b = ApiKeys::builder(store.clone()).prefix("ak_bench");
+        let b = if limited {
+            b.rate_per_key(Rate::per(Duration::from_secs(1), 1_000_000_000))
+        } else {
+            b
+        };
+        b.build().expect("API keys")
+    };
+    let (plain, limited) = (keys(false), keys(true));
+    let (key, _) = rt
+        .block_on(KeyManager::new(plain.clone()).audit(NoAudit).create(
+            NewKey::new("acme", "bench").scopes(["read"]),
+            i64::try_from(now()).expect("time"),
+        ))
+        .expect("store a key");
+    let layer = |k: ApiKeys| AuthLayer::new(Gate::builder(k).build());
+    (
+        HeaderValue::try_from(key).expect("header value"),
+        layer(plain),
+        layer(limited),
+    )
 }
 
 fn bearer(token: &str) -> HeaderValue {
@@ -168,7 +212,11 @@ struct Setup {
     ours_fresh: Router,
     ours_nocache: Router,
     tower_oauth2: Router,
+    key_cached: Router,
+    key_limited: Router,
     token: HeaderValue,
+    /// The API key of (f) and (g).
+    key: HeaderValue,
     /// Fresh tokens for `ours_fresh` (clearing its cache each cycle).
     fresh: FreshTokens,
     /// The same tokens for the diagnostic variants.
@@ -223,7 +271,11 @@ fn setup(rt: &Runtime, fresh_tokens: usize) -> Setup {
             .expect("resource server")
     });
 
+    let (key, key_layer, limited_layer) = api_key_layers(rt);
     let s = Setup {
+        key_cached: ready(app().layer(key_layer)),
+        key_limited: ready(app().layer(limited_layer)),
+        key,
         bare: ready(app()),
         noop_layer: ready(app().layer(tower::util::MapRequestLayer::new(
             |r: http::Request<Body>| r,
@@ -252,6 +304,19 @@ fn setup(rt: &Runtime, fresh_tokens: usize) -> Setup {
         }
         assert_eq!(status(&s.bare, &s.token).await, StatusCode::OK);
         assert_eq!(status(&s.ours_cached, &s.token).await, StatusCode::OK);
+        assert_eq!(status(&s.key_cached, &s.key).await, StatusCode::OK);
+        let limited = s.key_limited.clone().oneshot(request(&s.key)).await;
+        let limited = limited.unwrap_or_else(|e| match e {});
+        assert_eq!(limited.status(), StatusCode::OK);
+        assert!(
+            limited.headers().contains_key("ratelimit"),
+            "(g) sends RateLimit"
+        );
+        let wrong = HeaderValue::from_static("ak_bench_not-a-key");
+        assert_eq!(
+            status(&s.key_cached, &wrong).await,
+            StatusCode::UNAUTHORIZED
+        );
         let outer = s.ours_outer.clone().oneshot(request(&s.token)).await;
         assert_eq!(outer.map(|r| r.status()).ok(), Some(StatusCode::OK));
         for t in &s.fresh.tokens {
@@ -386,12 +451,15 @@ fn ratios(rt: &Runtime, s: &Setup, iters: u32, batches: usize) -> Vec<String> {
             timed(rt, &s.tower_oauth2, || s.fresh_oauth2.next()),
             timed(rt, &s.noop_layer, move || token),
             timed_outer(rt, &s.ours_outer, move || token),
+            timed(rt, &s.key_cached, || &s.key),
+            timed(rt, &s.key_limited, || &s.key),
         ],
         iters,
         batches,
     );
     let (a, b, c, d, c_nocache, d_fresh, noop, outer) =
         (m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
+    let (f, g) = (m[8], m[9]);
     let line = |label: &str, v: f64| format!("{label:<44} {:>9}  /(a) = {:.2}x", fmt_ns(v), v / a);
     out.push(String::new());
     out.push(format!(
@@ -403,6 +471,8 @@ fn ratios(rt: &Runtime, s: &Setup, iters: u32, batches: usize) -> Vec<String> {
     out.push(line("(c) AuthLayer, fresh RS256 token", c));
     out.push(line("(d) tower-oauth2-resource-server, RS256", d));
     out.push(JWT_AUTHORIZER.to_owned());
+    out.push(line("(f) AuthLayer, cached API key", f));
+    out.push(line("(g) AuthLayer, cached API key + rate limit", g));
     out.push(format!(
         "diagnostics (same {} fresh tokens as (c)):",
         s.fresh.tokens.len()
@@ -422,6 +492,13 @@ fn ratios(rt: &Runtime, s: &Setup, iters: u32, batches: usize) -> Vec<String> {
         b / a,
         outer / a,
         verdict(outer / a <= 1.3)
+    ));
+    out.push(format!(
+        "target (f) <= 1.3x bare: {} ((f)/(a) = {:.2}x; with a limit check and RateLimit \
+         headers (g)/(a) = {:.2}x)",
+        verdict(f / a <= 1.3),
+        f / a,
+        g / a
     ));
     out.push(format!(
         "target (b) >= 10x cheaper than (d): {} ((d)/(b) = {:.1}x per request; \

@@ -1,5 +1,7 @@
-//! API keys (feature `api-keys`): the key format ([`format`](mod@format)), stored records and stores
-//! ([`store`]), and in-process rate limits ([`limit`]).
+//! API keys (feature `api-keys`): the key format ([`format`](mod@format)), stored records and
+//! stores ([`store`]; SQLite and PostgreSQL in `sql`), the lifecycle with its audit events
+//! ([`manage`]), rates and quotas ([`limit`]; Redis in `redis`), and usage analytics
+//! ([`usage`]).
 //!
 //! Keys are shown once, at creation; only a hash of their secret is stored, looked up by the
 //! key's public id and compared in constant time. [`ApiKeys`] is the authenticator; put it in a
@@ -8,6 +10,7 @@
 mod authenticator;
 pub mod format;
 pub mod limit;
+pub mod manage;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
