@@ -206,6 +206,9 @@ impl FreshTokens {
 struct Setup {
     bare: Router,
     noop_layer: Router,
+    /// A layer that only inserts a principal into the extensions (what any authentication
+    /// layer must at least do for handlers to see the caller).
+    insert_layer: Router,
     ours_cached: Router,
     /// The layer around the whole router (`AuthLayer.layer(router)`), not per route.
     ours_outer: AuthService<Router>,
@@ -277,6 +280,15 @@ fn setup(rt: &Runtime, fresh_tokens: usize) -> Setup {
         key_limited: ready(app().layer(limited_layer)),
         key,
         bare: ready(app()),
+        insert_layer: {
+            let p = auth_core::Principal::builder("user-1234", auth_core::AuthMethod::Jwt).build();
+            ready(app().layer(tower::util::MapRequestLayer::new(
+                move |mut r: http::Request<Body>| {
+                    r.extensions_mut().insert(p.clone());
+                    r
+                },
+            )))
+        },
         noop_layer: ready(app().layer(tower::util::MapRequestLayer::new(
             |r: http::Request<Body>| r,
         ))),
@@ -453,13 +465,14 @@ fn ratios(rt: &Runtime, s: &Setup, iters: u32, batches: usize) -> Vec<String> {
             timed_outer(rt, &s.ours_outer, move || token),
             timed(rt, &s.key_cached, || &s.key),
             timed(rt, &s.key_limited, || &s.key),
+            timed(rt, &s.insert_layer, move || token),
         ],
         iters,
         batches,
     );
     let (a, b, c, d, c_nocache, d_fresh, noop, outer) =
         (m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
-    let (f, g) = (m[8], m[9]);
+    let (f, g, insert) = (m[8], m[9], m[10]);
     let line = |label: &str, v: f64| format!("{label:<44} {:>9}  /(a) = {:.2}x", fmt_ns(v), v / a);
     out.push(String::new());
     out.push(format!(
@@ -480,6 +493,7 @@ fn ratios(rt: &Runtime, s: &Setup, iters: u32, batches: usize) -> Vec<String> {
     out.push(line("    AuthLayer, cache disabled", c_nocache));
     out.push(line("    tower-oauth2-resource-server", d_fresh));
     out.push(line("    a no-op layer (the floor of any layer)", noop));
+    out.push(line("    a layer only inserting a principal", insert));
     out.push(format!(
         "layer cost over bare: (b) {}, (c) {}, (d) {}",
         fmt_ns(b - a),
