@@ -26,8 +26,8 @@
 //! ```
 
 use crate::audit::{AuditEvent, AuditSink, Outcome, TracingAudit};
-use crate::credentials::{CredentialLimits, Credentials, HeaderSource};
-use crate::error::AuthError;
+use crate::credentials::{CredentialLimits, Credentials, HeaderSource, PeerCertificate};
+use crate::error::{AuthError, TokenError};
 use crate::jwt::Jwt;
 use crate::policy::{Policy, RequestContext, enforce};
 use crate::principal::{AuthMethod, Principal};
@@ -48,6 +48,8 @@ pub struct OwnedCredentials {
     pub bearer: Option<String>,
     /// The API key, if any.
     pub api_key: Option<String>,
+    /// The connection's client certificate, if any.
+    pub peer: Option<crate::credentials::PeerCertificate>,
 }
 
 impl fmt::Debug for OwnedCredentials {
@@ -55,6 +57,7 @@ impl fmt::Debug for OwnedCredentials {
         f.debug_struct("OwnedCredentials")
             .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("peer", &self.peer)
             .finish()
     }
 }
@@ -64,6 +67,7 @@ impl From<&Credentials<'_>> for OwnedCredentials {
         Self {
             bearer: c.bearer().map(str::to_owned),
             api_key: c.api_key().map(str::to_owned),
+            peer: c.peer_certificate().cloned(),
         }
     }
 }
@@ -197,6 +201,24 @@ impl Authenticator for Chain {
             Ok(None) => Box::pin(std::future::ready(Err(AuthError::MissingCredentials))),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
+    }
+}
+
+/// Enforces RFC 8705: a principal bound to a client certificate is accepted only over a
+/// connection presenting the certificate with that thumbprint (compared in constant time).
+fn bound(
+    result: Result<Principal, AuthError>,
+    peer: Option<&[u8; 32]>,
+) -> Result<Principal, AuthError> {
+    let p = result?;
+    match (p.certificate_binding(), peer) {
+        (None, _) => Ok(p),
+        (Some(expected), Some(actual))
+            if aws_lc_rs::constant_time::verify_slices_are_equal(expected, actual).is_ok() =>
+        {
+            Ok(p)
+        }
+        (Some(_), _) => Err(AuthError::InvalidToken(TokenError::CertificateMismatch)),
     }
 }
 
@@ -396,8 +418,9 @@ impl Gate {
                 Mode::Required => self.finish(Err(AuthError::MissingCredentials), started),
             });
         }
+        let peer = creds.peer_certificate().map(PeerCertificate::sha256);
         if let Some(result) = inner.authenticator.authenticate_cached(&creds) {
-            return Check::Ready(self.finish(result, started));
+            return Check::Ready(self.finish(bound(result, peer), started));
         }
         if let Err(e) = creds.validate() {
             return Check::Ready(self.finish(Err(e), started));
@@ -406,9 +429,10 @@ impl Gate {
             .authenticator
             .authenticate(OwnedCredentials::from(&creds));
         let gate = self.clone();
+        let peer = peer.copied();
         Check::Pending(Box::pin(async move {
             let result = fut.await;
-            gate.finish(result, started)
+            gate.finish(bound(result, peer.as_ref()), started)
         }))
     }
 

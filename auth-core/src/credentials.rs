@@ -33,6 +33,76 @@ pub trait HeaderSource {
 
     /// All values of the header `name` (lower-case), in order.
     fn header_values<'a>(&'a self, name: &'static str) -> Self::Values<'a>;
+
+    /// The client certificate of the connection, when the request came over mutual TLS (the
+    /// handshake validated its chain). Adapters that serve TLS override this; plain header
+    /// maps have none.
+    fn peer_certificate(&self) -> Option<&PeerCertificate> {
+        None
+    }
+}
+
+/// The client certificate a TLS connection presented, as the handshake validated it: the leaf
+/// in DER and its SHA-256 thumbprint (computed once per connection; RFC 8705 binds tokens to
+/// it). Cheap to clone; adapters keep one per connection and put it into request extensions.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PeerCertificate {
+    der: std::sync::Arc<[u8]>,
+    sha256: [u8; 32],
+}
+
+impl PeerCertificate {
+    /// The certificate `der` (the leaf of the validated chain).
+    pub fn new(der: impl Into<std::sync::Arc<[u8]>>) -> Self {
+        let der = der.into();
+        let mut sha256 = [0u8; 32];
+        sha256
+            .copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der).as_ref());
+        Self { der, sha256 }
+    }
+
+    /// The certificate in DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// Its SHA-256 thumbprint (the `x5t#S256` of RFC 8705, before base64url).
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
+    }
+}
+
+impl std::fmt::Debug for PeerCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerCertificate")
+            .field("len", &self.der.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Request headers together with the connection's client certificate: what TLS-serving
+/// adapters hand to [`Gate::check`](crate::Gate::check).
+#[derive(Debug, Clone, Copy)]
+pub struct WithPeer<'a, H: ?Sized> {
+    /// The request's headers.
+    pub headers: &'a H,
+    /// The connection's client certificate, if any.
+    pub peer: Option<&'a PeerCertificate>,
+}
+
+impl<H: HeaderSource + ?Sized> HeaderSource for WithPeer<'_, H> {
+    type Values<'b>
+        = H::Values<'b>
+    where
+        Self: 'b;
+
+    fn header_values<'b>(&'b self, name: &'static str) -> Self::Values<'b> {
+        self.headers.header_values(name)
+    }
+
+    fn peer_certificate(&self) -> Option<&PeerCertificate> {
+        self.peer
+    }
 }
 
 #[cfg(feature = "http")]
@@ -89,6 +159,7 @@ impl Default for CredentialLimits {
 pub struct Credentials<'a> {
     bearer: Option<&'a [u8]>,
     api_key: Option<&'a [u8]>,
+    peer: Option<&'a PeerCertificate>,
 }
 
 impl<'a> Credentials<'a> {
@@ -97,6 +168,7 @@ impl<'a> Credentials<'a> {
         Self {
             bearer: Some(token.as_bytes()),
             api_key: None,
+            peer: None,
         }
     }
 
@@ -105,6 +177,7 @@ impl<'a> Credentials<'a> {
         Self {
             bearer: owned.bearer.as_deref().map(str::as_bytes),
             api_key: owned.api_key.as_deref().map(str::as_bytes),
+            peer: owned.peer.as_ref(),
         }
     }
 
@@ -113,7 +186,24 @@ impl<'a> Credentials<'a> {
         Self {
             bearer: None,
             api_key: Some(key.as_bytes()),
+            peer: None,
         }
+    }
+
+    /// Credentials carrying only a client certificate.
+    pub fn with_peer(peer: &'a PeerCertificate) -> Self {
+        Self {
+            bearer: None,
+            api_key: None,
+            peer: Some(peer),
+        }
+    }
+
+    /// These credentials over a connection with this client certificate.
+    #[must_use]
+    pub fn peer(mut self, peer: &'a PeerCertificate) -> Self {
+        self.peer = Some(peer);
+        self
     }
 
     /// Finds the credentials of a request.
@@ -130,7 +220,10 @@ impl<'a> Credentials<'a> {
         headers: &'a H,
         limits: &CredentialLimits,
     ) -> Result<Self, AuthError> {
-        let mut creds = Self::default();
+        let mut creds = Self {
+            peer: headers.peer_certificate(),
+            ..Self::default()
+        };
         let mut values = headers.header_values("authorization");
         if let Some(value) = values.next() {
             if values.next().is_some() {
@@ -214,14 +307,22 @@ impl<'a> Credentials<'a> {
         self.api_key.is_some()
     }
 
-    /// How many kinds of credential the request presents.
+    /// The connection's client certificate, if any.
+    pub fn peer_certificate(&self) -> Option<&'a PeerCertificate> {
+        self.peer
+    }
+
+    /// How many kinds of credential in headers the request presents (a bearer token, an API
+    /// key). The client certificate does not count: it is the connection's, and a token can be
+    /// bound to it.
     pub fn kinds(&self) -> usize {
         usize::from(self.bearer.is_some()) + usize::from(self.api_key.is_some())
     }
 
-    /// Whether the request presents no credential at all.
+    /// Whether the request presents no credential at all (no header credential and no client
+    /// certificate).
     pub fn is_empty(&self) -> bool {
-        self.kinds() == 0
+        self.kinds() == 0 && self.peer.is_none()
     }
 }
 
@@ -258,6 +359,7 @@ fn parse_bearer(value: &[u8]) -> Result<Option<&str>, AuthError> {
             .filter(|(s, _)| *s == Scheme::Bearer)
             .map(|(_, t)| t),
         api_key: None,
+        peer: None,
     };
     c.validate()?;
     Ok(c.bearer())

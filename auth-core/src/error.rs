@@ -146,6 +146,12 @@ pub enum TokenError {
     ApiKeyExpired,
     /// The API key's use credit is spent.
     ApiKeyExhausted,
+    /// The token is bound to a client certificate (RFC 8705) that the connection did not
+    /// present.
+    CertificateMismatch,
+    /// The client certificate is not acceptable (its identity maps to no principal, or it was
+    /// refused by the trust store).
+    CertificateRejected,
 }
 
 impl TokenError {
@@ -175,6 +181,8 @@ impl TokenError {
             Self::ApiKeyRevoked => "the API key has been revoked",
             Self::ApiKeyExpired => "the API key has expired",
             Self::ApiKeyExhausted => "the API key's use credit is spent",
+            Self::CertificateMismatch => "the token is bound to another client certificate",
+            Self::CertificateRejected => "the client certificate is not accepted",
         }
     }
 
@@ -204,6 +212,8 @@ impl TokenError {
             Self::ApiKeyRevoked => "api_key_revoked",
             Self::ApiKeyExpired => "api_key_expired",
             Self::ApiKeyExhausted => "api_key_exhausted",
+            Self::CertificateMismatch => "certificate_mismatch",
+            Self::CertificateRejected => "certificate_rejected",
         }
     }
 

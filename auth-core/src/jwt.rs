@@ -103,6 +103,7 @@ pub struct Issuer {
     rfc9068: bool,
     tenant_claim: Option<String>,
     roles_claim: Option<String>,
+    require_binding: bool,
 }
 
 impl Issuer {
@@ -126,6 +127,7 @@ impl Issuer {
             rfc9068: false,
             tenant_claim: None,
             roles_claim: Some("roles".into()),
+            require_binding: false,
         }
     }
 
@@ -180,6 +182,14 @@ impl Issuer {
     /// `realm_access.roles`; default `roles`), an array of strings or a space-separated string.
     pub fn roles_claim(mut self, claim: impl Into<String>) -> Self {
         self.roles_claim = Some(claim.into());
+        self
+    }
+
+    /// Refuses this issuer's tokens unless they are bound to a client certificate (RFC 8705
+    /// `cnf.x5t#S256`). A bound token is accepted only over a connection presenting that
+    /// certificate, whether or not this is set.
+    pub fn require_certificate_binding(mut self) -> Self {
+        self.require_binding = true;
         self
     }
 
@@ -564,5 +574,31 @@ fn principal(
     if let Some(exp) = exp {
         b = b.expires_at(exp);
     }
+    match certificate_binding(&claims)? {
+        Some(thumbprint) => b = b.bound_to_certificate(thumbprint),
+        None if cfg.require_binding => return Err(TokenError::MissingClaim("cnf")),
+        None => {}
+    }
     Ok(b.claims(claims).build())
+}
+
+/// The SHA-256 certificate thumbprint of `cnf.x5t#S256` (RFC 8705), if the token is bound:
+/// base64url without padding, exactly 32 bytes.
+fn certificate_binding(claims: &Claims) -> Result<Option<[u8; 32]>, TokenError> {
+    let Some(cnf) = claims.get("cnf") else {
+        return Ok(None);
+    };
+    let Some(x5t) = cnf
+        .as_object()
+        .ok_or(TokenError::InvalidClaim("cnf"))?
+        .get("x5t#S256")
+    else {
+        return Ok(None);
+    };
+    let text = x5t.as_str().ok_or(TokenError::InvalidClaim("cnf"))?;
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text)
+        .map_err(|_| TokenError::InvalidClaim("cnf"))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(Some)
+        .map_err(|_| TokenError::InvalidClaim("cnf"))
 }

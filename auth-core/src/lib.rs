@@ -55,12 +55,14 @@ pub mod jwks;
 pub mod jws;
 pub mod jwt;
 pub mod keys;
+#[cfg(feature = "mtls")]
+pub mod mtls;
 pub mod policy;
 pub mod principal;
 pub mod ratelimit;
 
 pub use authenticator::{Authenticator, BoxFuture, Chain, Check, Gate, Mode};
-pub use credentials::{Credentials, HeaderSource};
+pub use credentials::{Credentials, HeaderSource, PeerCertificate, WithPeer};
 pub use error::{AuthError, BuildError, ErrorKind, GrpcCode, RequestError, TokenError};
 pub use jsonwebtoken::Algorithm;
 pub use policy::Policy;

@@ -106,6 +106,7 @@ struct Inner {
     key_id: Option<String>,
     expires_at: Option<i64>,
     claims: Claims,
+    certificate_binding: Option<[u8; 32]>,
 }
 
 /// An authenticated caller.
@@ -128,6 +129,7 @@ impl Principal {
             key_id: None,
             expires_at: None,
             claims: Claims::default(),
+            certificate_binding: None,
         })
     }
 
@@ -174,6 +176,13 @@ impl Principal {
     /// All verified claims.
     pub fn claims(&self) -> &Claims {
         &self.inner.claims
+    }
+
+    /// The SHA-256 thumbprint of the client certificate this credential is bound to (RFC 8705
+    /// `cnf.x5t#S256`), if it is: the gate accepts it only over a connection presenting that
+    /// certificate.
+    pub fn certificate_binding(&self) -> Option<&[u8; 32]> {
+        self.inner.certificate_binding.as_ref()
     }
 
     /// The state of the caller's closest rate limit or quota, when one applied to this
@@ -240,6 +249,11 @@ impl PrincipalBuilder {
     /// Sets the expiry (seconds since the Unix epoch).
     pub fn expires_at(mut self, exp: i64) -> Self {
         self.0.expires_at = Some(exp);
+        self
+    }
+    /// Binds the credential to the client certificate with this SHA-256 thumbprint.
+    pub fn bound_to_certificate(mut self, sha256: [u8; 32]) -> Self {
+        self.0.certificate_binding = Some(sha256);
         self
     }
     /// Sets the verified claims.

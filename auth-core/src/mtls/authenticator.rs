@@ -1,0 +1,9 @@
+//! (being written)
+
+/// (being written)
+#[derive(Debug)]
+pub struct Mtls;
+
+/// (being written)
+#[derive(Debug)]
+pub struct MtlsBuilder;
