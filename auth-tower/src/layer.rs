@@ -34,7 +34,7 @@ use crate::attributes::HttpAttributes;
 use crate::response::{error_response, insert_rate_limit};
 use auth_core::jwt::Jwt;
 use auth_core::ratelimit::RateLimitStatus;
-use auth_core::{AuthError, BoxFuture, Check, Gate, Principal};
+use auth_core::{AuthError, BoxFuture, Check, Gate, PeerCertificate, Principal, WithPeer};
 use bytes::Bytes;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -145,7 +145,11 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        match self.context.gate.check(req.headers()) {
+        let presented = WithPeer {
+            headers: req.headers(),
+            peer: req.extensions().get::<PeerCertificate>(),
+        };
+        match self.context.gate.check(&presented) {
             Check::Ready(Ok(principal)) => {
                 let limit = rate_limit_of(principal.as_ref());
                 match admit(req, principal, &self.context) {

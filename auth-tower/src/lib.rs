@@ -38,6 +38,8 @@ mod extract;
 mod layer;
 mod require;
 mod response;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(feature = "axum")]
 pub use extract::{AuthRejection, Claims, Principal};

@@ -61,6 +61,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a token from the development issuer (stdout holds only the token).
     Token(TokenArgs),
+    /// Make a development PKI for mutual TLS (a CA, a server and client certificates).
+    Certs {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::certs::CertsCommand,
+    },
     /// Manage API keys in the key store.
     Keys {
         /// Where keys are kept.
@@ -381,6 +387,7 @@ pub fn dispatch(
         Some(Command::Token(args)) => mint(&args).map(|token| println!("{token}")),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Keys { store, command }) => keys(&store, command),
+        Some(Command::Certs { command }) => crate::certs::run(command).map(|out| println!("{out}")),
         None => serve(default_serve),
     };
     match result {

@@ -3,6 +3,7 @@
 //!
 //! The binaries are the product; this library keeps them from repeating each other.
 
+pub mod certs;
 pub mod cli;
 pub mod dev_issuer;
 pub mod duration;
