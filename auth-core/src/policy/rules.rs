@@ -48,6 +48,16 @@ pub enum Rule {
         /// The value it must contain.
         value: Value,
     },
+    /// A claim (dotted path) starts with a prefix: a string claim, or one of the strings of an
+    /// array claim. The comparison is on characters: end the prefix with `/` to stay on path
+    /// segments (`spiffe://prod.example/service/` does not match
+    /// `spiffe://prod.example/services`).
+    ClaimPrefix {
+        /// The claim, e.g. `spiffe_id`.
+        claim: String,
+        /// The prefix it must start with.
+        prefix: String,
+    },
     /// The principal's tenant equals a request attribute (e.g. `path:tenant`,
     /// `header:x-tenant-id`, `metadata:x-tenant-id`, `arg:tenant`). Fails when either is
     /// missing.
@@ -108,6 +118,13 @@ impl Rule {
         Self::ClaimContains {
             claim: claim.into(),
             value: value.into(),
+        }
+    }
+    /// [`Rule::ClaimPrefix`].
+    pub fn claim_prefix(claim: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self::ClaimPrefix {
+            claim: claim.into(),
+            prefix: prefix.into(),
         }
     }
     /// [`Rule::TenantMatches`].
@@ -176,6 +193,13 @@ impl Rule {
                 (Some(Value::String(s)), Value::String(v)) => {
                     s.split_ascii_whitespace().any(|w| w == v)
                 }
+                _ => false,
+            },
+            Self::ClaimPrefix { claim, prefix } => match p.claims().get_path(claim) {
+                Some(Value::String(s)) => s.starts_with(prefix.as_str()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .any(|v| v.as_str().is_some_and(|s| s.starts_with(prefix.as_str()))),
                 _ => false,
             },
             Self::TenantMatches(attr) => match (p.tenant(), req.attribute(attr)) {
@@ -473,5 +497,59 @@ mod tests {
         assert!(holds(Rule::method(["GET"]).and(Rule::path("/t/*/docs"))));
         assert!(holds(Rule::Never.or(Rule::any_scope(["read"]))));
         assert!(!holds(Rule::any_scope(["read"]).not()));
+    }
+
+    #[test]
+    fn claim_prefixes_and_one_of() {
+        let mut claims = serde_json::Map::new();
+        claims.insert(
+            "spiffe_id".into(),
+            "spiffe://prod.example/service/billing".into(),
+        );
+        claims.insert("trust_domain".into(), "prod.example".into());
+        claims.insert("dns".into(), serde_json::json!(["a.internal", "b.example"]));
+        claims.insert("n".into(), 7.into());
+        let p = Principal::builder("svc", AuthMethod::Mtls)
+            .claims(crate::principal::Claims::new(claims))
+            .build();
+        let ctx = RequestContext::new();
+        let holds = |r: Rule| r.holds(&p, &ctx, &Roles::default());
+        assert!(holds(Rule::claim_prefix(
+            "spiffe_id",
+            "spiffe://prod.example/service/"
+        )));
+        assert!(!holds(Rule::claim_prefix(
+            "spiffe_id",
+            "spiffe://prod.example/services/"
+        )));
+        assert!(!holds(Rule::claim_prefix(
+            "spiffe_id",
+            "spiffe://other.example/"
+        )));
+        assert!(holds(Rule::claim_prefix("dns", "b.")));
+        assert!(!holds(Rule::claim_prefix("dns", "c.")));
+        assert!(!holds(Rule::claim_prefix("n", "7")), "not a string");
+        assert!(!holds(Rule::claim_prefix("missing", "")));
+        // "trust_domain is one of": `any` of `claim_equals`.
+        let one_of = |ds: &[&str]| {
+            Rule::Any(
+                ds.iter()
+                    .map(|d| Rule::claim_equals("trust_domain", *d))
+                    .collect(),
+            )
+        };
+        assert!(holds(one_of(&["dev.example", "prod.example"])));
+        assert!(!holds(one_of(&["dev.example"])));
+        // From configuration.
+        let rule: Rule = toml::from_str::<std::collections::HashMap<String, Rule>>(
+            r#"r = { claim_prefix = { claim = "spiffe_id", prefix = "spiffe://prod.example/" } }"#,
+        )
+        .unwrap()
+        .remove("r")
+        .unwrap();
+        assert_eq!(
+            rule,
+            Rule::claim_prefix("spiffe_id", "spiffe://prod.example/")
+        );
     }
 }
