@@ -111,7 +111,12 @@ fn init(dir: &Path, force: bool) -> Result<String, Error> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::default();
-    ca.distinguished_name = dn("auth-demo development CA");
+    // Each CA gets its own name: CRLs are matched to their CA by name, so two CAs of the same
+    // name (an old and a new one during a rotation) would claim each other's CRLs.
+    let mut tag = [0u8; 4];
+    aws_lc_rs::rand::fill(&mut tag).map_err(|_| "no randomness for the CA name")?;
+    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    ca.distinguished_name = dn(&format!("auth-demo development CA {tag}"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,

@@ -38,6 +38,9 @@ use auth_core::apikey::store::KeyStore;
 use auth_core::apikey::usage::{UsageFlusher, UsageRecorder};
 use auth_core::jwks::JwksCache;
 use auth_core::jwt::{Issuer, Jwt};
+use auth_core::mtls::Mtls;
+use auth_core::mtls::mapping::IdentityMapping;
+use auth_core::mtls::server::{ClientAuth, ReloadingTls, TlsFiles};
 use clap::{Args, Subcommand, ValueEnum};
 use std::fmt;
 use std::net::SocketAddr;
@@ -117,6 +120,60 @@ pub struct ServeArgs {
     /// When Redis cannot be reached, let requests through instead of refusing them (503).
     #[arg(long, env = "AUTH_DEMO_RATE_LIMIT_FAIL_OPEN")]
     pub rate_limit_fail_open: bool,
+    /// Serve HTTPS with this certificate chain (PEM); goes with --tls-key and --client-ca.
+    #[arg(long, env = "AUTH_DEMO_TLS_CERT", requires_all = ["tls_key", "client_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "AUTH_DEMO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept client certificates from the CAs in this PEM bundle (repeatable); requests with
+    /// one authenticate as `mtls` with the certificate's SPIFFE ID. The files are re-read when
+    /// they change, as are --tls-cert, --tls-key and --crl.
+    #[arg(
+        long = "client-ca",
+        env = "AUTH_DEMO_CLIENT_CA",
+        value_delimiter = ',',
+        requires = "tls_cert"
+    )]
+    pub client_ca: Vec<PathBuf>,
+    /// Certificate revocation lists of the client CAs (PEM or DER; repeatable).
+    #[arg(
+        long = "crl",
+        env = "AUTH_DEMO_CRL",
+        value_delimiter = ',',
+        requires = "client_ca"
+    )]
+    pub crl: Vec<PathBuf>,
+    /// Refuse TLS connections without a client certificate (by default they may authenticate
+    /// with a token or an API key instead).
+    #[arg(long, env = "AUTH_DEMO_REQUIRE_CLIENT_CERT", requires = "client_ca")]
+    pub require_client_cert: bool,
+}
+
+/// How often `serve` looks for changed TLS files.
+pub const TLS_RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// The TLS configuration of `serve`, when `--tls-cert` is given (`None`: plain HTTP).
+///
+/// # Errors
+///
+/// When a file cannot be read or used (the message names it).
+pub fn tls(args: &ServeArgs) -> Result<Option<ReloadingTls>, Error> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let files = TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: args.client_ca.clone(),
+        crls: args.crl.clone(),
+    };
+    let client_auth = if args.require_client_cert {
+        ClientAuth::Required
+    } else {
+        ClientAuth::Optional
+    };
+    Ok(Some(ReloadingTls::load(files, client_auth)?))
 }
 
 /// Arguments of `token`.
@@ -134,6 +191,10 @@ pub struct TokenArgs {
     /// Lifetime, e.g. 30s, 15m, 2h (at most 24h).
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub ttl: Duration,
+    /// Bind the token to this client certificate (PEM): it is then accepted only over a TLS
+    /// connection presenting that certificate (RFC 8705).
+    #[arg(long)]
+    pub bind_cert: Option<PathBuf>,
 }
 
 /// The log format.
@@ -181,7 +242,20 @@ pub fn mint(args: &TokenArgs) -> Result<String, Error> {
         return Err("--ttl must be between 1s and 24h".into());
     }
     let issuer = DevIssuer::load_or_create(&args.common.state_dir, issuer_id(&args.common.listen))?;
-    Ok(issuer.mint(&args.sub, &args.scope, args.ttl)?)
+    let binding = match &args.bind_cert {
+        Some(path) => Some(certificate_sha256(path)?),
+        None => None,
+    };
+    Ok(issuer.mint_bound(&args.sub, &args.scope, args.ttl, binding.as_ref())?)
+}
+
+/// The SHA-256 thumbprint of the first certificate in the PEM file at `path`.
+fn certificate_sha256(path: &std::path::Path) -> Result<[u8; 32], Error> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let der = CertificateDer::from_pem_file(path)
+        .map_err(|e| format!("--bind-cert {}: {e}", path.display()))?;
+    Ok(*auth_core::PeerCertificate::new(der.as_ref().to_vec()).sha256())
 }
 
 /// Sends `tracing` output (filtered by `RUST_LOG`, default `info`) to stderr in `format`.
@@ -361,6 +435,13 @@ pub async fn authenticator(args: &ServeArgs, trust: &Trust) -> Result<Authn, Err
         keys = keys.limiter(Arc::new(limiter));
     }
     let keys = keys.build()?;
+    let mut chain = auth_core::Chain::new()
+        .with(trust.jwt.clone())
+        .with(keys.clone());
+    if !args.client_ca.is_empty() {
+        // Default mapping: the SPIFFE ID is the subject, its trust domain the tenant.
+        chain = chain.with(Mtls::builder(IdentityMapping::builder().build()?).build());
+    }
     let listener = match &postgres {
         Some(pg) => {
             let keys = keys.clone();
@@ -369,7 +450,7 @@ pub async fn authenticator(args: &ServeArgs, trust: &Trust) -> Result<Authn, Err
         None => None,
     };
     Ok(Authn {
-        chain: auth_core::Chain::new().with(trust.jwt.clone()).with(keys),
+        chain,
         flusher: recorder.spawn_flusher(args.usage_flush),
         listener,
     })
@@ -428,20 +509,57 @@ pub fn keys(
 ///
 /// When the token cannot be signed.
 pub fn banner(reach: SocketAddr, trust: &Trust) -> Result<String, Error> {
-    Ok(match &trust.dev {
+    banner_for(reach, trust, None)
+}
+
+/// [`banner`] for a server that may serve HTTPS (`args` with `--tls-cert`): the URLs say
+/// `https`, `curl` trusts the first `--client-ca` (the development CA of `certs init` signs
+/// the server certificate too), and a third line uses the `client-alpha` certificate found
+/// next to that CA, when there is one.
+///
+/// # Errors
+///
+/// When the token cannot be signed.
+pub fn banner_for(
+    reach: SocketAddr,
+    trust: &Trust,
+    args: Option<&ServeArgs>,
+) -> Result<String, Error> {
+    let ca = args
+        .filter(|a| a.tls_cert.is_some())
+        .and_then(|a| a.client_ca.first());
+    let (scheme, cacert) = match ca {
+        Some(ca) => ("https", format!(" --cacert {}", ca.display())),
+        None => ("http", String::new()),
+    };
+    let mut out = match &trust.dev {
         Some(issuer) => {
             let token = issuer.mint("alice", "read admin", Duration::from_secs(900))?;
             format!(
-                "auth-demo is listening on http://{reach} (issuer {}). Try:\n\
-                 curl -s -H 'Authorization: Bearer {token}' http://{reach}/whoami",
+                "auth-demo is listening on {scheme}://{reach} (issuer {}). Try:\n\
+                 curl -s{cacert} -H 'Authorization: Bearer {token}' {scheme}://{reach}/whoami",
                 issuer.issuer()
             )
         }
         None => format!(
-            "auth-demo is listening on http://{reach}, trusting {} issuer(s).",
+            "auth-demo is listening on {scheme}://{reach}, trusting {} issuer(s).",
             trust.issuers
         ),
-    })
+    };
+    if let Some(dir) = ca.and_then(|ca| ca.parent()) {
+        let (cert, key) = (
+            dir.join("client-alpha.pem"),
+            dir.join("client-alpha-key.pem"),
+        );
+        if cert.is_file() && key.is_file() {
+            out.push_str(&format!(
+                "\ncurl -s{cacert} --cert {} --key {} {scheme}://{reach}/whoami",
+                cert.display(),
+                key.display()
+            ));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

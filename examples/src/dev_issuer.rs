@@ -126,6 +126,22 @@ impl DevIssuer {
     ///
     /// When signing fails.
     pub fn mint(&self, sub: &str, scopes: &str, ttl: Duration) -> Result<String, BuildError> {
+        self.mint_bound(sub, scopes, ttl, None)
+    }
+
+    /// [`DevIssuer::mint`], bound (RFC 8705 `cnf.x5t#S256`) to the client certificate with this
+    /// SHA-256 thumbprint when one is given.
+    ///
+    /// # Errors
+    ///
+    /// As [`DevIssuer::mint`].
+    pub fn mint_bound(
+        &self,
+        sub: &str,
+        scopes: &str,
+        ttl: Duration,
+        certificate_sha256: Option<&[u8; 32]>,
+    ) -> Result<String, BuildError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -142,6 +158,10 @@ impl DevIssuer {
             "exp": now + ttl.as_secs(),
             "jti": URL_SAFE_NO_PAD.encode(jti),
         });
+        let mut claims = claims;
+        if let Some(sha256) = certificate_sha256 {
+            claims["cnf"] = json!({"x5t#S256": URL_SAFE_NO_PAD.encode(sha256)});
+        }
         self.key.sign_typed(&claims, "at+jwt")
     }
 }

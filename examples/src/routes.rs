@@ -19,6 +19,7 @@ pub fn whoami(p: &Principal) -> Value {
         "issuer": p.issuer(),
         "tenant": p.tenant(),
         "key_id": p.key_id(),
+        "spiffe_id": p.claims().get("spiffe_id"),
         "expires_at": p.expires_at(),
     })
 }

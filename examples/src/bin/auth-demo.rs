@@ -90,19 +90,33 @@ fn app(trust: &cli::Trust, authn: &auth_core::Chain) -> Router {
 async fn run(args: ServeArgs) -> Result<(), Error> {
     let addr = cli::listen_addr(&args.common.listen)?;
     let trust = cli::trust(&args)?;
+    let tls = cli::tls(&args)?;
     let authn = cli::authenticator(&args, &trust).await?;
     let app = app(&trust, &authn.chain);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(%local, "auth-demo listening (REST, GraphQL at /graphql, gRPC demo.v1.Demo)");
-    println!("{}", cli::banner(cli::reachable(local), &trust)?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    tracing::info!(%local, tls = tls.is_some(), "auth-demo listening (REST, GraphQL at /graphql, gRPC demo.v1.Demo)");
+    println!(
+        "{}",
+        cli::banner_for(cli::reachable(local), &trust, Some(&args))?
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match tls {
+        Some(tls) => {
+            // Certificates, CAs and CRLs are re-read when their files change.
+            let _watch = tls.watch(cli::TLS_RELOAD_EVERY);
+            auth_tower::tls::serve(listener, tls.server_config(), app, shutdown).await?;
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+    }
     authn.shutdown().await;
     Ok(())
 }
