@@ -867,3 +867,25 @@ fn load_errors_name_the_file() {
     assert!(matches!(err, TrustError::NoCertificate { .. }), "{err}");
     assert!(err.to_string().contains("empty.pem"), "{err}");
 }
+
+#[test]
+fn reload_hooks_run_when_what_is_in_force_changes() {
+    let pki = pki();
+    let server = server_leaf(&pki.root_a, 91);
+    let s = setup("hooks", &server, &pki.root_a.pem(), &[]);
+    let tls = ReloadingTls::load(s.files.clone(), ClientAuth::Optional).unwrap();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    tls.on_reload(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let count = || calls.load(std::sync::atomic::Ordering::SeqCst);
+    tls.reload().unwrap();
+    assert_eq!(count(), 0, "nothing changed");
+    s.dir.replace("clients-ca.pem", root("Root C").pem());
+    tls.reload().unwrap();
+    assert_eq!(count(), 1, "the bundle changed");
+    s.dir.replace("clients-ca.pem", "not a bundle");
+    assert!(tls.reload().is_err());
+    assert_eq!(count(), 1, "a refused reload changes nothing");
+}

@@ -375,6 +375,8 @@ pub fn external_issuers(args: &ServeArgs) -> Result<Jwt, Error> {
 pub struct Authn {
     /// The trusted issuers' tokens and the key store's API keys, side by side.
     pub chain: auth_core::Chain,
+    /// The client-certificate authenticator (in `chain` too), with `--client-ca`.
+    pub mtls: Option<Mtls>,
     flusher: UsageFlusher,
     listener: Option<tokio::task::JoinHandle<()>>,
 }
@@ -451,6 +453,7 @@ pub async fn authenticator(args: &ServeArgs, trust: &Trust) -> Result<Authn, Err
     };
     Ok(Authn {
         chain,
+        mtls,
         flusher: recorder.spawn_flusher(args.usage_flush),
         listener,
     })

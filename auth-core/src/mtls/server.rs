@@ -110,6 +110,9 @@ pub struct ReloadingTls {
     inner: Arc<Inner>,
 }
 
+/// A function called after every reload that changed what is in force.
+type ReloadHook = Arc<dyn Fn() + Send + Sync>;
+
 struct Inner {
     files: TlsFiles,
     client_auth: ClientAuth,
@@ -117,6 +120,7 @@ struct Inner {
     live: Arc<Live>,
     config: Arc<ServerConfig>,
     state: Mutex<ReloadState>,
+    hooks: Mutex<Vec<ReloadHook>>,
 }
 
 /// What handshakes read: swapped as a whole on reload.
@@ -343,6 +347,7 @@ impl ReloadingTls {
                     refused: None,
                     read_error: None,
                 }),
+                hooks: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -359,6 +364,17 @@ impl ReloadingTls {
     /// ([`TrustedProxy`](super::trust::TrustedProxy)) and other authenticators.
     pub fn trust(&self) -> Arc<TrustStore> {
         self.inner.live.trust.load_full()
+    }
+
+    /// Calls `hook` after every reload that changed the files in force, e.g.
+    /// [`Mtls::invalidate`](crate::mtls::Mtls::invalidate), so that principals cached under the
+    /// old trust store (pinned trust domains, CRLs) are computed again.
+    pub fn on_reload(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.inner
+            .hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::new(hook));
     }
 
     /// The files this configuration reads.
@@ -489,6 +505,15 @@ impl ReloadingTls {
             // is checked against what is now in force.
             live.sessions
                 .store(ServerSessionMemoryCache::new(SESSION_CACHE_SIZE));
+            let hooks = self
+                .inner
+                .hooks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            for hook in hooks {
+                hook();
+            }
             tracing::info!(
                 target: "auth::tls",
                 cas,

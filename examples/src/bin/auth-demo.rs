@@ -107,7 +107,11 @@ async fn run(args: ServeArgs) -> Result<(), Error> {
     };
     match tls {
         Some(tls) => {
-            // Certificates, CAs and CRLs are re-read when their files change.
+            // Certificates, CAs and CRLs are re-read when their files change; principals
+            // cached under the previous trust are then computed again.
+            if let Some(mtls) = authn.mtls.clone() {
+                tls.on_reload(move || mtls.invalidate());
+            }
             let _watch = tls.watch(cli::TLS_RELOAD_EVERY);
             auth_tower::tls::serve(listener, tls.server_config(), app, shutdown).await?;
         }
