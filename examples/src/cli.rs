@@ -440,10 +440,14 @@ pub async fn authenticator(args: &ServeArgs, trust: &Trust) -> Result<Authn, Err
     let mut chain = auth_core::Chain::new()
         .with(trust.jwt.clone())
         .with(keys.clone());
-    if !args.client_ca.is_empty() {
+    let mtls = if args.client_ca.is_empty() {
+        None
+    } else {
         // Default mapping: the SPIFFE ID is the subject, its trust domain the tenant.
-        chain = chain.with(Mtls::builder(IdentityMapping::builder().build()?).build());
-    }
+        let mtls = Mtls::builder(IdentityMapping::builder().build()?).build();
+        chain = chain.with(mtls.clone());
+        Some(mtls)
+    };
     let listener = match &postgres {
         Some(pg) => {
             let keys = keys.clone();
