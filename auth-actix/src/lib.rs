@@ -12,6 +12,12 @@
 //!   [`AuthRejection`], is an actix-web [`ResponseError`](actix_web::ResponseError).
 //! - [`PolicyGuard`] routes by what the caller may do (it never answers 403).
 //! - [`ActixHeaders`] lets the core read actix-web's header map.
+//! - Mutual TLS (feature `tls`): `tls::on_connect`, given to `HttpServer::on_connect` of a
+//!   server listening with rustls 0.23 (`listen_rustls_0_23`, with a configuration from
+//!   `auth_core::mtls::server::ReloadingTls`), stores each connection's validated client
+//!   certificate once; the middleware hands it to the gate, which authenticates
+//!   certificate-only requests (`auth_core::mtls::Mtls`) and enforces RFC 8705
+//!   certificate-bound tokens. The `tls` module shows a complete server.
 //!
 //! This crate only translates: all verification lives in `auth-core`. Nothing here needs
 //! `Send`: handlers and services stay on actix-web's single-threaded workers.
@@ -75,6 +81,8 @@ mod headers;
 pub mod middleware;
 pub mod require;
 mod response;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use extract::{AuthRejection, Claims, OptionalPrincipal, Principal};
 pub use guard::PolicyGuard;

@@ -12,6 +12,11 @@
 //! `RateLimit` headers of [`RateLimitStatus::headers`] (draft-ietf-httpapi-ratelimit-headers),
 //! replacing any the service set. A request without a status pays nothing for this.
 //!
+//! The gate sees the request's headers and, when the server hands client certificates over
+//! (feature `tls`: `auth_actix::tls::on_connect`), the connection's certificate:
+//! certificate-only requests authenticate with `auth_core::mtls::Mtls`, and certificate-bound
+//! tokens (RFC 8705) are checked against it.
+//!
 //! Whether requests without credentials get through is the gate's choice
 //! ([`GateBuilder::optional`](auth_core::authenticator::GateBuilder::optional)); so is the
 //! gate-wide policy ([`GateBuilder::policy`](auth_core::authenticator::GateBuilder::policy)),
@@ -50,7 +55,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{Error, HttpResponse};
 use auth_core::jwt::Jwt;
 use auth_core::ratelimit::RateLimitStatus;
-use auth_core::{AuthError, BoxFuture, Check, Gate, Policy, Principal};
+use auth_core::{AuthError, BoxFuture, Check, Gate, PeerCertificate, Policy, Principal, WithPeer};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -158,7 +163,15 @@ where
     }
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let state = match self.context.gate.check(&ActixHeaders::new(req.headers())) {
+        let headers = ActixHeaders::new(req.headers());
+        // The connection's client certificate, stored once per connection by
+        // `tls::on_connect` (none over plain HTTP).
+        let presented = WithPeer {
+            headers: &headers,
+            peer: req.conn_data::<PeerCertificate>(),
+        };
+        let check = self.context.gate.check(&presented);
+        let state = match check {
             Check::Ready(Ok(principal)) => {
                 State::admitted(req, principal, &*self.service, &self.context)
             }

@@ -4,7 +4,7 @@
 use auth_core::policy::{AttributeSource, Attributes, RequestContext};
 use http::{HeaderMap, Request};
 use std::borrow::Cow;
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 /// Attribute look-ups over a call's metadata: `metadata:<key>` and `header:<name>` both read
 /// the first entry of that name (gRPC metadata is the HTTP/2 header block), as text; binary
@@ -40,12 +40,15 @@ pub(crate) fn context<'a, B>(
     let ctx = RequestContext::new()
         .operation(req.uri().path())
         .attributes(attributes);
-    // tonic's server inserts the connection info (also under TLS, next to `TlsConnectInfo`).
-    match req
-        .extensions()
-        .get::<TcpConnectInfo>()
-        .and_then(TcpConnectInfo::remote_addr)
-    {
+    // tonic's server inserts the connection info: under its own TLS, next to `TlsConnectInfo`;
+    // over `serve_with_incoming` with TLS streams, only inside `TlsConnectInfo`.
+    let extensions = req.extensions();
+    let tcp = extensions.get::<TcpConnectInfo>().or_else(|| {
+        extensions
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .map(TlsConnectInfo::get_ref)
+    });
+    match tcp.and_then(TcpConnectInfo::remote_addr) {
         Some(addr) => ctx.peer(addr.ip()),
         None => ctx,
     }

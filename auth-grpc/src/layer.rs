@@ -4,8 +4,9 @@
 //!
 //! 1. lets [exempt](auth_core::policy::PolicyMap::exempt) methods (health checks, reflection)
 //!    through without looking at credentials;
-//! 2. checks the `authorization` metadata with [`Gate::check`] — a token already verified is
-//!    answered from the core's cache without allocating a future;
+//! 2. checks the `authorization` metadata, together with the connection's client certificate
+//!    when the call came over mutual TLS (see [`tls`](crate::tls)), with [`Gate::check`] — a
+//!    token already verified is answered from the core's cache without allocating a future;
 //! 3. builds a [`RequestContext`](auth_core::policy::RequestContext) (operation: the full method
 //!    path such as `/demo.v1.Demo/Admin`; peer: the connection's remote address; attributes:
 //!    `metadata:<key>`, with `header:<name>` as a synonym) and applies the gate-wide policy
@@ -64,7 +65,7 @@ use crate::extract::AuthContext;
 use crate::status::error_status;
 use auth_core::policy::PolicyMap;
 use auth_core::ratelimit::RateLimitStatus;
-use auth_core::{AuthError, BoxFuture, Check, Gate, Principal};
+use auth_core::{AuthError, BoxFuture, Check, Gate, PeerCertificate, Principal, WithPeer};
 use http::header::HeaderValue;
 use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
@@ -205,7 +206,15 @@ where
             });
             return ResponseFuture::calling(self.inner.call(req), None);
         }
-        match shared.gate.check(req.headers()) {
+        // The connection's client certificate, if the call came over mutual TLS: inserted by
+        // `auth_tower::tls::serve`, or built from tonic's `TlsConnectInfo`.
+        crate::tls::attach_peer_certificate(&mut req);
+        let presented = WithPeer {
+            headers: req.headers(),
+            peer: req.extensions().get::<PeerCertificate>(),
+        };
+        let check = shared.gate.check(&presented);
+        match check {
             Check::Ready(Ok(principal)) => {
                 let limit = rate_limit_of(principal.as_ref());
                 match admit(req, principal, shared) {

@@ -10,6 +10,13 @@
 //!   authenticated call, its response headers (the initial metadata), whatever the service
 //!   answers, carry the `ratelimit-policy` and `ratelimit` entries of
 //!   [`Principal::rate_limit`](auth_core::Principal::rate_limit).
+//! - Mutual TLS: the layer hands the gate the connection's validated client certificate —
+//!   the [`PeerCertificate`](auth_core::PeerCertificate) that `auth_tower::tls::serve` inserts
+//!   once per connection, or one built from tonic's `TlsConnectInfo` under tonic's own TLS
+//!   server — so that certificate-only calls authenticate with `auth_core::mtls::Mtls`,
+//!   certificate-bound tokens (RFC 8705) are enforced, and per-method policies can grant by
+//!   SPIFFE ID. [`tls`] explains which server to use (tonic's `ServerTlsConfig` cannot take
+//!   the reloading configuration of `auth_core::mtls::server::ReloadingTls`) and shows both.
 //! - [`PrincipalExt::principal`] reads the caller in a handler.
 //! - [`BearerInterceptor`] attaches `authorization: Bearer <token>` to outgoing calls, from any
 //!   [`TokenSource`] ([`StaticToken`] for a fixed token).
@@ -22,7 +29,8 @@
 //!
 //! This crate only translates: reading and verifying credentials, caching and policy decisions
 //! all live in `auth-core`. gRPC metadata *is* the HTTP/2 header block, so the layer hands
-//! [`http::HeaderMap`] to [`Gate::check`](auth_core::Gate::check) as it is.
+//! [`http::HeaderMap`] to [`Gate::check`](auth_core::Gate::check) as it is (with the client
+//! certificate, in a [`WithPeer`](auth_core::WithPeer)).
 //!
 //! ```no_run
 //! use auth_core::Gate;
@@ -65,6 +73,7 @@ pub mod client;
 mod extract;
 pub mod layer;
 mod status;
+pub mod tls;
 
 pub use client::{BearerInterceptor, BearerToken, StaticToken, TokenSource};
 pub use extract::PrincipalExt;
