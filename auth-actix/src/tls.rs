@@ -116,10 +116,7 @@ pub fn peer_certificate(connection: &dyn Any) -> Option<PeerCertificate> {
         return None;
     };
     let (_, session) = tls.get_ref();
-    session
-        .peer_certificates()?
-        .first()
-        .map(|leaf| PeerCertificate::new(leaf.as_ref()))
+    PeerCertificate::from_chain(session.peer_certificates()?)
 }
 
 #[cfg(test)]

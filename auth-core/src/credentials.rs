@@ -61,6 +61,13 @@ impl PeerCertificate {
         Self { der, sha256 }
     }
 
+    /// The leaf of a TLS peer's certificate chain (as rustls' `peer_certificates()` gives it,
+    /// leaf first), or `None` for an empty chain: what TLS-serving adapters call once per
+    /// connection.
+    pub fn from_chain<C: AsRef<[u8]>>(chain: &[C]) -> Option<Self> {
+        chain.first().map(|leaf| Self::new(leaf.as_ref()))
+    }
+
     /// The certificate in DER.
     pub fn der(&self) -> &[u8] {
         &self.der

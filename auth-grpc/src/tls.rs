@@ -139,9 +139,7 @@ pub fn peer_certificate(extensions: &Extensions) -> Option<Cow<'_, PeerCertifica
     let chain = extensions
         .get::<TlsConnectInfo<TcpConnectInfo>>()?
         .peer_certs()?;
-    chain
-        .first()
-        .map(|leaf| Cow::Owned(PeerCertificate::new(leaf.as_ref())))
+    PeerCertificate::from_chain(&chain).map(Cow::Owned)
 }
 
 /// Makes sure a call over mutual TLS carries its [`PeerCertificate`] extension, building it

@@ -54,6 +54,8 @@ use tower_service::Service;
 #[derive(Debug, Clone)]
 pub struct AuthContext {
     gate: Gate,
+    #[cfg(feature = "mtls")]
+    proxy: Option<std::sync::Arc<crate::proxy::ForwardedCertificates>>,
 }
 
 impl AuthContext {
@@ -78,8 +80,32 @@ impl AuthLayer {
     /// A layer in front of `gate`.
     pub fn new(gate: Gate) -> Self {
         Self {
-            context: AuthContext { gate },
+            context: AuthContext {
+                gate,
+                #[cfg(feature = "mtls")]
+                proxy: None,
+            },
         }
+    }
+
+    /// Trusted-proxy mode (feature `mtls`; off unless called): a request that did not come
+    /// over mutual TLS itself, but from one of `proxy`'s addresses, may carry the client
+    /// certificate the proxy validated in its header. The certificate is validated again
+    /// against `trust()` (the current trust store, e.g. `ReloadingTls::trust`) and then
+    /// counts as the connection's. From any other address the header is ignored.
+    ///
+    /// The remote address comes from axum's `ConnectInfo<SocketAddr>`: serve the app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`; without it the header is ignored.
+    #[cfg(feature = "mtls")]
+    pub fn trusted_proxy(
+        mut self,
+        proxy: auth_core::mtls::trust::TrustedProxy,
+        trust: impl Fn() -> std::sync::Arc<auth_core::mtls::trust::TrustStore> + Send + Sync + 'static,
+    ) -> Self {
+        self.context.proxy = Some(std::sync::Arc::new(
+            crate::proxy::ForwardedCertificates::new(proxy, trust),
+        ));
+        self
     }
 
     /// A layer that requires a valid JWT (a [`Gate`] with default settings).
@@ -145,9 +171,28 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        #[cfg(feature = "mtls")]
+        let forwarded = match (
+            &self.context.proxy,
+            req.extensions().get::<PeerCertificate>(),
+        ) {
+            (Some(proxy), None) => match proxy.peer(&req) {
+                Ok(peer) => peer,
+                Err(e) => {
+                    return ResponseFuture::reject(error_response(&e, self.context.realm()));
+                }
+            },
+            _ => None,
+        };
+        #[cfg(feature = "mtls")]
+        let peer = forwarded
+            .as_ref()
+            .or_else(|| req.extensions().get::<PeerCertificate>());
+        #[cfg(not(feature = "mtls"))]
+        let peer = req.extensions().get::<PeerCertificate>();
         let presented = WithPeer {
             headers: req.headers(),
-            peer: req.extensions().get::<PeerCertificate>(),
+            peer,
         };
         match self.context.gate.check(&presented) {
             Check::Ready(Ok(principal)) => {

@@ -36,6 +36,8 @@ mod attributes;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;
+#[cfg(feature = "mtls")]
+mod proxy;
 mod require;
 mod response;
 #[cfg(feature = "tls")]

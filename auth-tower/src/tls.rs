@@ -92,8 +92,7 @@ where
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|leaf| PeerCertificate::new(leaf.as_ref().to_vec()));
+                .and_then(PeerCertificate::from_chain);
             let service = WithCertificate { service, peer };
             let served = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(
