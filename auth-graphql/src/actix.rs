@@ -82,7 +82,7 @@ use async_graphql::http::{MultipartOptions, parse_query_string, receive_batch_bo
 use async_graphql::{BatchRequest, BatchResponse, Executor};
 use auth_core::policy::RequestContext;
 use auth_core::ratelimit::RateLimitStatus;
-use auth_core::{AuthError, Check, Gate, HeaderSource, Principal};
+use auth_core::{AuthError, Check, Gate, HeaderSource, PeerCertificate, Principal, WithPeer};
 use std::fmt;
 
 /// Serves a schema (any async-graphql [`Executor`]) behind a [`Gate`] in actix-web.
@@ -242,7 +242,14 @@ impl<E> GraphQl<E> {
         if inserted.is_some() {
             return Ok(inserted);
         }
-        let principal = match self.gate.check(&ActixHeaders(req.headers())) {
+        // With `auth_actix::tls::on_connect`, the connection's client certificate is in the
+        // connection data.
+        let headers = ActixHeaders(req.headers());
+        let presented = WithPeer {
+            headers: &headers,
+            peer: req.conn_data::<PeerCertificate>(),
+        };
+        let principal = match self.gate.check(&presented) {
             Check::Ready(result) => result?,
             Check::Pending(check) => check.await?,
         };

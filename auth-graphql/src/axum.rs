@@ -113,7 +113,7 @@ use async_graphql::http::{MultipartOptions, parse_query_string, receive_batch_bo
 use async_graphql::{BatchRequest, BatchResponse, Executor};
 use auth_core::policy::RequestContext;
 use auth_core::ratelimit::RateLimitStatus;
-use auth_core::{AuthError, BoxFuture, Check, Gate, Principal};
+use auth_core::{AuthError, BoxFuture, Check, Gate, PeerCertificate, Principal, WithPeer};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -235,7 +235,12 @@ impl<E> GraphQl<E> {
         if let Some(principal) = parts.extensions.get::<Principal>() {
             return Ok(Some(principal.clone()));
         }
-        let principal = match self.gate.check(&parts.headers) {
+        // With `auth_tower::tls::serve`, the connection's client certificate is an extension.
+        let presented = WithPeer {
+            headers: &parts.headers,
+            peer: parts.extensions.get::<PeerCertificate>(),
+        };
+        let principal = match self.gate.check(&presented) {
             Check::Ready(result) => result?,
             Check::Pending(check) => check.await?,
         };
