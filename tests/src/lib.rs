@@ -11,6 +11,7 @@
 
 pub mod fixtures;
 pub mod matrix;
+pub mod pki;
 
 pub use fixtures::issuer::TestIssuer;
 pub use fixtures::jwks_server::{JwksServer, Mode};

@@ -21,14 +21,30 @@
 //! | [`Target::Editor`] | role `editor` (RBAC: `admin` inherits `editor`) |
 //! | [`Target::Tenant`] | the token's `tid` claim equals the tenant named by the request (a path parameter, metadata entry or argument) |
 //! | [`Target::Optional`] | nothing; answers the subject or `anonymous`, but a presented token must be valid |
+//! | [`Target::AlphaOnly`] | the principal's `spiffe_id` claim starts with [`ALPHA`] (only alpha's certificate) |
+//!
+//! # mTLS
+//!
+//! Every framework also starts a second, TLS-enabled server ([`Framework::start_tls`]) with
+//! the same targets, built from the setup's one [`Pki`] and one `ReloadingTls` (client
+//! certificates optional, CRL loaded) and authenticating with the setup's chain plus `Mtls`
+//! ([`Setup::mtls_authenticator`]). The [`mtls_scenarios`] run against it over real TLS
+//! handshakes on loopback: a client certificate is presented with
+//! [`Credential::ClientCert`]; a certificate the handshake refuses (expired, wrong EKU,
+//! unknown CA, revoked) is [`Outcome::HandshakeRefused`], whatever the framework. The plain
+//! scenarios keep running against the plain server.
 
 use crate::fixtures::issuer::{TestIssuer, now};
+pub use crate::pki::{ALPHA, BETA, ClientCert, Pki};
 use auth_core::Chain;
 use auth_core::apikey::ApiKeys;
 use auth_core::apikey::limit::{KeyLimits, Quota, Rate, Window};
 use auth_core::apikey::store::{KeyRecord, KeyStore, MemoryStore};
 use auth_core::jwt::{Issuer, Jwt};
 use auth_core::keys::KeySet;
+use auth_core::mtls::Mtls;
+use auth_core::mtls::mapping::IdentityMapping;
+use auth_core::mtls::server::ReloadingTls;
 use auth_core::policy::{PolicySet, Roles, Rule};
 use serde_json::{Value, json};
 use std::fmt;
@@ -59,6 +75,8 @@ pub enum Target {
     Tenant(String),
     /// Optional authentication.
     Optional,
+    /// Only the alpha workload: `Rule::claim_prefix("spiffe_id", ALPHA)`.
+    AlphaOnly,
 }
 
 /// What a scenario presents.
@@ -76,6 +94,9 @@ pub enum Credential {
     ApiKey(String),
     /// An API key and a bearer token at once.
     ApiKeyAndBearer(String, String),
+    /// A client certificate in the TLS handshake (only over the TLS server), with a bearer
+    /// token if any.
+    ClientCert(ClientCert, Option<String>),
 }
 
 /// The framework-neutral result of one call.
@@ -96,6 +117,9 @@ pub enum Outcome {
     /// `ratelimit` and no challenge; gRPC `RESOURCE_EXHAUSTED` with the same metadata;
     /// GraphQL `extensions.code` `RATE_LIMITED` (on a 429 with those headers).
     RateLimited,
+    /// No answer: the TLS handshake was refused (the client saw a connection or handshake
+    /// error, e.g. the server's alert for an untrusted certificate).
+    HandshakeRefused,
     /// Anything else, described.
     Other(String),
 }
@@ -187,6 +211,18 @@ pub trait Framework: Send + Sync {
     }
     /// Starts a server trusting `jwt`, with the standard targets, on `127.0.0.1:0`.
     fn start(&self, setup: &Setup) -> BoxFuture<'_, Box<dyn Running>>;
+    /// Starts a TLS server with the standard targets on `127.0.0.1:0`: the configuration of
+    /// [`Setup::tls`], authenticating with [`Setup::mtls_authenticator`]; its calls present
+    /// client certificates ([`Credential::ClientCert`]) in the handshake and trust
+    /// [`Pki::ca_pem`] for the server.
+    fn start_tls(&self, setup: &Setup) -> BoxFuture<'_, Box<dyn Running>>;
+}
+
+/// What [`run`] found.
+#[derive(Debug, Default)]
+pub struct Results {
+    /// Mismatches: the framework does not conform.
+    pub failures: Vec<String>,
 }
 
 /// What every server is built from.
@@ -197,6 +233,10 @@ pub struct Setup {
     pub api_keys: ApiKeys,
     /// Keys issued for the scenarios.
     pub keys: MatrixKeys,
+    /// The certificates of the mTLS scenarios, and the CA the TLS servers use.
+    pub pki: Pki,
+    /// The one TLS configuration every TLS server serves with (over [`Setup::pki`]'s files).
+    pub tls: ReloadingTls,
 }
 
 /// The API keys of the scenarios (each also stored, as the scenario needs it). Pairs are
@@ -307,7 +347,11 @@ impl Setup {
                 .await
                 .expect("a limited key's first use");
         }
+        let pki = Pki::new();
+        let tls = pki.server_tls();
         Self {
+            pki,
+            tls,
             issuer: TestIssuer::new(ISSUER, AUDIENCE),
             api_keys,
             keys: MatrixKeys {
@@ -330,6 +374,24 @@ impl Setup {
     /// scenarios' API keys, side by side.
     pub fn authenticator(&self) -> Chain {
         Chain::new().with(self.jwt()).with(self.api_keys.clone())
+    }
+
+    /// What every TLS server authenticates with: [`Setup::authenticator`], then the client
+    /// certificate alone (`Mtls`, subject: the SPIFFE ID).
+    ///
+    /// # Panics
+    ///
+    /// When the identity mapping cannot be built (a broken fixture).
+    pub fn mtls_authenticator(&self) -> Chain {
+        let mapping = IdentityMapping::builder()
+            .build()
+            .expect("matrix identity mapping");
+        self.authenticator().with(Mtls::builder(mapping).build())
+    }
+
+    /// The policy of [`Target::AlphaOnly`].
+    pub fn alpha_policy() -> Rule {
+        Rule::claim_prefix("spiffe_id", ALPHA)
     }
 
     /// A verifier trusting the issuer, with tenants from [`TENANT_CLAIM`].
@@ -610,6 +672,98 @@ pub fn scenarios(setup: &Setup) -> Vec<Scenario> {
         .collect()
 }
 
+/// The mTLS scenarios, run against the TLS server of every framework.
+pub fn mtls_scenarios(setup: &Setup) -> Vec<Scenario> {
+    let pki = &setup.pki;
+    let sub = TestIssuer::SUBJECT.to_owned();
+    let cert = |c: &ClientCert| Credential::ClientCert(c.clone(), None);
+    let bound = setup
+        .issuer
+        .mint(json!({"cnf": {"x5t#S256": pki.alpha.x5t_s256()}}));
+    let rows = vec![
+        (
+            "mTLS: no certificate",
+            Target::WhoAmI,
+            Credential::None,
+            Outcome::Unauthenticated,
+        ),
+        (
+            "mTLS: valid certificate",
+            Target::WhoAmI,
+            cert(&pki.alpha),
+            Outcome::Ok(ALPHA.to_owned()),
+        ),
+        (
+            "mTLS: no certificate, valid token",
+            Target::WhoAmI,
+            Credential::Bearer(setup.issuer.token()),
+            Outcome::Ok(sub.clone()),
+        ),
+        (
+            "mTLS: expired certificate",
+            Target::WhoAmI,
+            cert(&pki.expired),
+            Outcome::HandshakeRefused,
+        ),
+        (
+            "mTLS: wrong EKU (serverAuth only)",
+            Target::WhoAmI,
+            cert(&pki.server_auth_only),
+            Outcome::HandshakeRefused,
+        ),
+        (
+            "mTLS: unknown CA",
+            Target::WhoAmI,
+            cert(&pki.stranger),
+            Outcome::HandshakeRefused,
+        ),
+        (
+            "mTLS: revoked by CRL",
+            Target::WhoAmI,
+            cert(&pki.revoked),
+            Outcome::HandshakeRefused,
+        ),
+        (
+            "mTLS: identity allowed by policy",
+            Target::AlphaOnly,
+            cert(&pki.alpha),
+            Outcome::Ok(ALPHA.to_owned()),
+        ),
+        (
+            "mTLS: identity denied by policy",
+            Target::AlphaOnly,
+            cert(&pki.beta),
+            Outcome::Forbidden(None),
+        ),
+        (
+            "mTLS: bound token, matching certificate",
+            Target::WhoAmI,
+            Credential::ClientCert(pki.alpha.clone(), Some(bound.clone())),
+            Outcome::Ok(sub),
+        ),
+        (
+            "mTLS: bound token, another certificate",
+            Target::WhoAmI,
+            Credential::ClientCert(pki.beta.clone(), Some(bound.clone())),
+            Outcome::InvalidToken,
+        ),
+        (
+            "mTLS: bound token, no certificate",
+            Target::WhoAmI,
+            Credential::Bearer(bound),
+            Outcome::InvalidToken,
+        ),
+    ];
+    rows.into_iter()
+        .map(|(name, target, credential, expect)| Scenario {
+            name,
+            target,
+            credential,
+            expect,
+        })
+        .collect()
+}
+
 /// What `expect` reads as at `precision`.
 pub fn as_seen(expect: &Outcome, precision: Precision) -> Outcome {
     match (precision, expect) {
@@ -753,8 +907,9 @@ pub fn classify_challenge(
     }
 }
 
-/// Runs every scenario against `framework`; returns the failures (empty when all pass).
-pub async fn run(framework: &dyn Framework, setup: &Setup) -> Vec<String> {
+/// Runs every scenario against `framework`: the plain scenarios and rate-limit checks against
+/// its plain server, the mTLS scenarios against its TLS server.
+pub async fn run(framework: &dyn Framework, setup: &Setup) -> Results {
     let server = framework.start(setup).await;
     let mut failures = Vec::new();
     for s in scenarios(setup) {
@@ -786,5 +941,19 @@ pub async fn run(framework: &dyn Framework, setup: &Setup) -> Vec<String> {
             ));
         }
     }
-    failures
+    drop(server);
+    let mut results = Results { failures };
+    let tls = framework.start_tls(setup).await;
+    for s in mtls_scenarios(setup) {
+        let got = tls.call(&s.target, &s.credential).await;
+        let want = as_seen(&s.expect, framework.precision());
+        if got != want {
+            results.failures.push(format!(
+                "{}: {}: expected {want:?}, got {got:?}",
+                framework.name(),
+                s.name
+            ));
+        }
+    }
+    results
 }
