@@ -117,3 +117,40 @@ async fn an_issuer_can_require_binding() {
     let bound = token(&signer, Some(json!({"x5t#S256": x5t})));
     assert_eq!(check(&gate, &bound, Some(&alpha)).await, Ok(()));
 }
+
+#[tokio::test]
+async fn a_route_can_require_certificate_bound_access() {
+    use auth_core::policy::{RequestContext, Rule};
+    let (signer, gate) = setup(Issuer::new(ISS));
+    let alpha = PeerCertificate::new(b"certificate of alpha".to_vec());
+    let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(alpha.sha256());
+    let principal = |token: String, peer: Option<PeerCertificate>| {
+        let gate = gate.clone();
+        async move {
+            let h = headers(&token);
+            gate.check_async(&WithPeer {
+                headers: &h,
+                peer: peer.as_ref(),
+            })
+            .await
+            .expect("authenticated")
+            .expect("a principal")
+        }
+    };
+    let ctx = RequestContext::default();
+    let rule = Rule::CertificateBound;
+    let bound = principal(
+        token(&signer, Some(json!({"x5t#S256": x5t}))),
+        Some(alpha.clone()),
+    )
+    .await;
+    assert_eq!(gate.enforce(&rule, &bound, &ctx), Ok(()));
+    let plain = principal(token(&signer, None), Some(alpha)).await;
+    let refused = gate
+        .enforce(&rule, &plain, &ctx)
+        .expect_err("an unbound token");
+    assert_eq!(refused.http_status(), 403);
+    // The rule reads from policy files too.
+    let from_json: Rule = serde_json::from_str("\"certificate_bound\"").expect("a rule");
+    assert_eq!(from_json, Rule::CertificateBound);
+}

@@ -58,6 +58,10 @@ pub enum Rule {
         /// The prefix it must start with.
         prefix: String,
     },
+    /// The credential is tied to the connection's client certificate: a token bound to it
+    /// (RFC 8705 `cnf.x5t#S256`, which the gate has checked against the connection) or the
+    /// certificate itself (method `mtls`). Requires certificate-bound access on a route.
+    CertificateBound,
     /// The principal's tenant equals a request attribute (e.g. `path:tenant`,
     /// `header:x-tenant-id`, `metadata:x-tenant-id`, `arg:tenant`). Fails when either is
     /// missing.
@@ -202,6 +206,9 @@ impl Rule {
                     .any(|v| v.as_str().is_some_and(|s| s.starts_with(prefix.as_str()))),
                 _ => false,
             },
+            Self::CertificateBound => {
+                p.certificate_binding().is_some() || p.method() == crate::AuthMethod::Mtls
+            }
             Self::TenantMatches(attr) => match (p.tenant(), req.attribute(attr)) {
                 (Some(t), Some(v)) => t == v,
                 _ => false,
