@@ -71,6 +71,8 @@ use std::task::{Context, Poll, ready};
 #[derive(Debug, Clone)]
 pub struct AuthContext {
     gate: Gate,
+    #[cfg(feature = "tls")]
+    proxy: Option<std::sync::Arc<auth_core::mtls::trust::ForwardedCertificates>>,
 }
 
 impl AuthContext {
@@ -96,8 +98,30 @@ impl AuthMiddleware {
     /// A middleware in front of `gate`.
     pub fn new(gate: Gate) -> Self {
         Self {
-            context: AuthContext { gate },
+            context: AuthContext {
+                gate,
+                #[cfg(feature = "tls")]
+                proxy: None,
+            },
         }
+    }
+
+    /// Trusted-proxy mode (feature `tls`; off unless called): a request that did not come
+    /// over mutual TLS itself, but from one of `proxy`'s addresses (actix's peer address), may
+    /// carry the client certificate the proxy validated in its header; it is validated again
+    /// against `trust()` and then counts as the connection's. From any other address the
+    /// header is ignored.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn trusted_proxy(
+        mut self,
+        proxy: auth_core::mtls::trust::TrustedProxy,
+        trust: impl Fn() -> std::sync::Arc<auth_core::mtls::trust::TrustStore> + Send + Sync + 'static,
+    ) -> Self {
+        self.context.proxy = Some(std::sync::Arc::new(
+            auth_core::mtls::trust::ForwardedCertificates::new(proxy, trust),
+        ));
+        self
     }
 
     /// A middleware that requires a valid JWT (a [`Gate`] with default settings).
@@ -165,10 +189,24 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let headers = ActixHeaders::new(req.headers());
         // The connection's client certificate, stored once per connection by
-        // `tls::on_connect` (none over plain HTTP).
+        // `tls::on_connect` (none over plain HTTP), or one forwarded by a trusted proxy.
+        let connection = req.conn_data::<PeerCertificate>();
+        #[cfg(feature = "tls")]
+        let forwarded = match (&self.context.proxy, connection) {
+            (Some(proxy), None) => match proxy.peer(&headers, req.peer_addr().map(|a| a.ip())) {
+                Ok(peer) => peer,
+                Err(e) => {
+                    let state = State::rejected(req, &e, &self.context, None);
+                    return AuthFuture { state };
+                }
+            },
+            _ => None,
+        };
+        #[cfg(feature = "tls")]
+        let connection = connection.or(forwarded.as_ref());
         let presented = WithPeer {
             headers: &headers,
-            peer: req.conn_data::<PeerCertificate>(),
+            peer: connection,
         };
         let check = self.context.gate.check(&presented);
         let state = match check {

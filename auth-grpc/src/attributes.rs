@@ -40,18 +40,23 @@ pub(crate) fn context<'a, B>(
     let ctx = RequestContext::new()
         .operation(req.uri().path())
         .attributes(attributes);
-    // tonic's server inserts the connection info: under its own TLS, next to `TlsConnectInfo`;
-    // over `serve_with_incoming` with TLS streams, only inside `TlsConnectInfo`.
-    let extensions = req.extensions();
-    let tcp = extensions.get::<TcpConnectInfo>().or_else(|| {
-        extensions
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .map(TlsConnectInfo::get_ref)
-    });
-    match tcp.and_then(TcpConnectInfo::remote_addr) {
+    match remote_addr(req.extensions()) {
         Some(addr) => ctx.peer(addr.ip()),
         None => ctx,
     }
+}
+
+/// The caller's address from tonic's connection info: under its own TLS it sits next to
+/// `TlsConnectInfo`; over `serve_with_incoming` with TLS streams, only inside it.
+pub(crate) fn remote_addr(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
+    extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        })
+        .and_then(TcpConnectInfo::remote_addr)
 }
 
 #[cfg(test)]

@@ -91,6 +91,8 @@ pub const REFLECTION_V1ALPHA: &str =
 struct Shared {
     gate: Gate,
     policies: PolicyMap,
+    #[cfg(feature = "mtls")]
+    proxy: Option<Arc<auth_core::mtls::trust::ForwardedCertificates>>,
 }
 
 /// Applies [`GrpcAuthService`] to a service (a tonic server's routes, through
@@ -108,7 +110,33 @@ impl GrpcAuthLayer {
     /// through (subject to the gate-wide policy, if any).
     pub fn new(gate: Gate, policies: PolicyMap) -> Self {
         Self {
-            shared: Arc::new(Shared { gate, policies }),
+            shared: Arc::new(Shared {
+                gate,
+                policies,
+                #[cfg(feature = "mtls")]
+                proxy: None,
+            }),
+        }
+    }
+
+    /// Trusted-proxy mode (feature `mtls`; off unless called): a call that did not come over
+    /// mutual TLS itself, but from one of `proxy`'s addresses (tonic's remote address), may
+    /// carry the client certificate the proxy validated in its metadata; it is validated again
+    /// against `trust()` and then counts as the connection's. From any other address the entry
+    /// is ignored.
+    #[cfg(feature = "mtls")]
+    #[must_use]
+    pub fn trusted_proxy(
+        self,
+        proxy: auth_core::mtls::trust::TrustedProxy,
+        trust: impl Fn() -> Arc<auth_core::mtls::trust::TrustStore> + Send + Sync + 'static,
+    ) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.shared);
+        shared.proxy = Some(Arc::new(
+            auth_core::mtls::trust::ForwardedCertificates::new(proxy, trust),
+        ));
+        Self {
+            shared: Arc::new(shared),
         }
     }
 
@@ -127,11 +155,13 @@ impl GrpcAuthLayer {
     }
 
     fn exempt<const N: usize>(self, methods: [&str; N]) -> Self {
-        let Shared { gate, mut policies } = Arc::unwrap_or_clone(self.shared);
+        let mut shared = Arc::unwrap_or_clone(self.shared);
         for method in methods {
-            policies = policies.exempt(method);
+            shared.policies = shared.policies.exempt(method);
         }
-        Self::new(gate, policies)
+        Self {
+            shared: Arc::new(shared),
+        }
     }
 
     /// The gate this layer checks calls with.
@@ -209,6 +239,19 @@ where
         // The connection's client certificate, if the call came over mutual TLS: inserted by
         // `auth_tower::tls::serve`, or built from tonic's `TlsConnectInfo`.
         crate::tls::attach_peer_certificate(&mut req);
+        #[cfg(feature = "mtls")]
+        if let Some(proxy) = &shared.proxy
+            && req.extensions().get::<PeerCertificate>().is_none()
+        {
+            let remote = crate::attributes::remote_addr(req.extensions()).map(|a| a.ip());
+            match proxy.peer(req.headers(), remote) {
+                Ok(Some(peer)) => {
+                    req.extensions_mut().insert(peer);
+                }
+                Ok(None) => {}
+                Err(e) => return ResponseFuture::reject(&e, shared, None),
+            }
+        }
         let presented = WithPeer {
             headers: req.headers(),
             peer: req.extensions().get::<PeerCertificate>(),

@@ -55,7 +55,7 @@ use tower_service::Service;
 pub struct AuthContext {
     gate: Gate,
     #[cfg(feature = "mtls")]
-    proxy: Option<std::sync::Arc<crate::proxy::ForwardedCertificates>>,
+    proxy: Option<std::sync::Arc<auth_core::mtls::trust::ForwardedCertificates>>,
 }
 
 impl AuthContext {
@@ -103,7 +103,7 @@ impl AuthLayer {
         trust: impl Fn() -> std::sync::Arc<auth_core::mtls::trust::TrustStore> + Send + Sync + 'static,
     ) -> Self {
         self.context.proxy = Some(std::sync::Arc::new(
-            crate::proxy::ForwardedCertificates::new(proxy, trust),
+            auth_core::mtls::trust::ForwardedCertificates::new(proxy, trust),
         ));
         self
     }
@@ -176,7 +176,7 @@ where
             &self.context.proxy,
             req.extensions().get::<PeerCertificate>(),
         ) {
-            (Some(proxy), None) => match proxy.peer(&req) {
+            (Some(proxy), None) => match proxy.peer(req.headers(), crate::proxy::remote_ip(&req)) {
                 Ok(peer) => peer,
                 Err(e) => {
                     return ResponseFuture::reject(error_response(&e, self.context.realm()));

@@ -1090,6 +1090,60 @@ fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A [`TrustedProxy`] together with where the current [`TrustStore`] comes from (e.g.
+/// `ReloadingTls::trust`): what an adapter's trusted-proxy mode holds. Off unless an adapter
+/// is given one.
+pub struct ForwardedCertificates {
+    proxy: TrustedProxy,
+    trust: Box<dyn Fn() -> std::sync::Arc<TrustStore> + Send + Sync>,
+}
+
+impl fmt::Debug for ForwardedCertificates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForwardedCertificates")
+            .field("proxy", &self.proxy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ForwardedCertificates {
+    /// Certificates forwarded by `proxy`, validated against `trust()` at each request.
+    pub fn new(
+        proxy: TrustedProxy,
+        trust: impl Fn() -> std::sync::Arc<TrustStore> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            proxy,
+            trust: Box::new(trust),
+        }
+    }
+
+    /// The certificate a trusted proxy forwarded with a request from `remote` (`None` when the
+    /// remote address is unknown: the header is then ignored), validated now.
+    ///
+    /// # Errors
+    ///
+    /// A forwarded certificate that does not validate, or a malformed header, is refused as
+    /// [`TokenError::CertificateRejected`](crate::TokenError::CertificateRejected) (401
+    /// `invalid_token`); the reason is logged at `INFO` (target `auth::tls`).
+    pub fn peer<H: HeaderSource + ?Sized>(
+        &self,
+        headers: &H,
+        remote: Option<IpAddr>,
+    ) -> Result<Option<PeerCertificate>, crate::AuthError> {
+        let Some(remote) = remote else {
+            return Ok(None);
+        };
+        let trust = (self.trust)();
+        self.proxy
+            .peer_from(headers, remote, &trust, UnixTime::now())
+            .map_err(|e| {
+                tracing::info!(target: "auth::tls", reason = e.as_str(), %remote, "forwarded client certificate refused");
+                crate::AuthError::InvalidToken(crate::TokenError::CertificateRejected)
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
