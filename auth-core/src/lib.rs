@@ -57,6 +57,7 @@ pub mod jwt;
 pub mod keys;
 #[cfg(feature = "mtls")]
 pub mod mtls;
+pub mod pkce;
 pub mod policy;
 pub mod principal;
 pub mod ratelimit;
