@@ -474,7 +474,13 @@ impl Authenticator for ApiKeys {
             Err(e) => return Some(Err(AuthError::InvalidToken(e))),
         };
         // Limits count every request, cached or not; a limiter that needs I/O answers on the
-        // asynchronous path.
+        // asynchronous path, so a check is not prepared here only to be dropped.
+        let inner = &*self.inner;
+        if inner.limiter.needs_io()
+            && checks(&verified.limits, &inner.tenant_limits, &verified.principal).1 > 0
+        {
+            return None;
+        }
         self.admit(&verified, now).ok()
     }
 

@@ -458,6 +458,13 @@ pub trait Limiter: Send + Sync + 'static {
     /// it places quota windows): allowed only when every check allows, and then counted by
     /// every one; a refused request counts against none.
     fn check(&self, checks: &[LimitCheck<'_>], now: i64) -> LimitOutcome;
+
+    /// Whether [`Limiter::check`] waits for I/O (a shared backend): callers on a synchronous
+    /// fast path then skip straight to their asynchronous one instead of preparing a check
+    /// they would drop. `false` by default.
+    fn needs_io(&self) -> bool {
+        false
+    }
 }
 
 /// A table of per-bucket state, sharded, bounded.

@@ -725,6 +725,10 @@ impl Limiter for RedisLimiter {
         let inner = Arc::clone(&self.inner);
         LimitOutcome::Pending(Box::pin(async move { inner.run(invocation, plans).await }))
     }
+
+    fn needs_io(&self) -> bool {
+        true
+    }
 }
 
 /// Splits `scheme://authority/rest` at the authority, when there is one.
