@@ -31,6 +31,7 @@ use crate::error::{AuthError, TokenError};
 use crate::jwt::Jwt;
 use crate::policy::{Policy, RequestContext, enforce};
 use crate::principal::{AuthMethod, Principal};
+use crate::revocation::Denylist;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -258,6 +259,7 @@ struct GateInner {
     limits: CredentialLimits,
     audit: Arc<dyn AuditSink>,
     realm: String,
+    denylist: Option<Arc<dyn Denylist>>,
 }
 
 /// Authenticates requests for an adapter: credentials, authenticator, policy, audit. Cheap to
@@ -320,6 +322,12 @@ impl GateBuilder {
         self.inner.audit = Arc::new(sink);
         self
     }
+    /// Refuses bearer tokens that `denylist` says are revoked (`401 invalid_token`, reason
+    /// `revoked`), on every request: answers from the authenticators' caches included.
+    pub fn denylist(mut self, denylist: impl Denylist) -> Self {
+        self.inner.denylist = Some(Arc::new(denylist));
+        self
+    }
     /// Finishes the gate.
     pub fn build(self) -> Gate {
         Gate {
@@ -344,6 +352,7 @@ impl Gate {
                 limits: CredentialLimits::default(),
                 audit: Arc::new(TracingAudit),
                 realm: "api".into(),
+                denylist: None,
             },
         }
     }
@@ -420,7 +429,8 @@ impl Gate {
         }
         let peer = creds.peer_certificate().map(PeerCertificate::sha256);
         if let Some(result) = inner.authenticator.authenticate_cached(&creds) {
-            return Check::Ready(self.finish(bound(result, peer), started));
+            let result = self.admit(bound(result, peer), creds.bearer_unchecked());
+            return Check::Ready(self.finish(result, started));
         }
         if let Err(e) = creds.validate() {
             return Check::Ready(self.finish(Err(e), started));
@@ -430,9 +440,15 @@ impl Gate {
             .authenticate(OwnedCredentials::from(&creds));
         let gate = self.clone();
         let peer = peer.copied();
+        // Only a denylist needs the token after verification (for its hash).
+        let token = inner
+            .denylist
+            .as_ref()
+            .and(creds.bearer_unchecked())
+            .map(<[u8]>::to_vec);
         Check::Pending(Box::pin(async move {
-            let result = fut.await;
-            gate.finish(bound(result, peer.as_ref()), started)
+            let result = gate.admit(bound(fut.await, peer.as_ref()), token.as_deref());
+            gate.finish(result, started)
         }))
     }
 
@@ -448,6 +464,21 @@ impl Gate {
         match self.check(headers) {
             Check::Ready(r) => r,
             Check::Pending(f) => f.await,
+        }
+    }
+
+    /// Applies the denylist to an authenticated caller.
+    fn admit(
+        &self,
+        result: Result<Principal, AuthError>,
+        token: Option<&[u8]>,
+    ) -> Result<Principal, AuthError> {
+        let principal = result?;
+        match &self.inner.denylist {
+            Some(d) if d.is_revoked(&principal, token) => {
+                Err(AuthError::InvalidToken(TokenError::Revoked))
+            }
+            _ => Ok(principal),
         }
     }
 

@@ -16,6 +16,9 @@
 //! Features: `http` (default: [`HeaderSource`] for `http::HeaderMap`), `jwks` (remote keys),
 //! `issuer` (token signing), `api-keys` (API key format, stores, rate limits).
 //!
+//! [`revocation`] holds the denylist the [`Gate`] consults on every request (in memory, or
+//! shared through Redis with feature `redis`).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use auth_core::jwt::{Issuer, Jwt};
@@ -61,6 +64,7 @@ pub mod pkce;
 pub mod policy;
 pub mod principal;
 pub mod ratelimit;
+pub mod revocation;
 
 pub use authenticator::{Authenticator, BoxFuture, Chain, Check, Gate, Mode};
 pub use credentials::{Credentials, HeaderSource, PeerCertificate, WithPeer};

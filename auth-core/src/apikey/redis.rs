@@ -746,7 +746,7 @@ fn is_secret_param(name: &str) -> bool {
 }
 
 /// `url` with any password replaced by `***` (the whole user info when it has no `:`).
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, auth, rest)) = authority(url) else {
         return url.to_owned();
     };
@@ -774,7 +774,7 @@ fn redact(url: &str) -> String {
 }
 
 /// The secrets of `url` as written in it (to scrub them from messages).
-fn secrets(url: &str) -> Vec<String> {
+pub(crate) fn secrets(url: &str) -> Vec<String> {
     let mut out = Vec::new();
     let Some((_, auth, rest)) = authority(url) else {
         return out;
@@ -796,7 +796,7 @@ fn secrets(url: &str) -> Vec<String> {
     out
 }
 
-fn scrub(message: &str, secrets: &[String]) -> String {
+pub(crate) fn scrub(message: &str, secrets: &[String]) -> String {
     secrets
         .iter()
         .fold(message.to_owned(), |m, s| m.replace(s.as_str(), "***"))
