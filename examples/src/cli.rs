@@ -41,6 +41,8 @@ use auth_core::jwt::{Issuer, Jwt};
 use auth_core::mtls::Mtls;
 use auth_core::mtls::mapping::IdentityMapping;
 use auth_core::mtls::server::{ClientAuth, ReloadingTls, TlsFiles};
+use auth_core::revocation::Denylist;
+use auth_core::{Gate, authenticator::GateBuilder};
 use clap::{Args, Subcommand, ValueEnum};
 use std::fmt;
 use std::net::SocketAddr;
@@ -78,6 +80,15 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: crate::keys::KeysCommand,
+    },
+    /// Revoke tokens in the denylist shared by every `serve` on the same Redis.
+    Tokens {
+        /// Where the denylist is kept (`--redis-url`).
+        #[command(flatten)]
+        store: crate::keys::StoreArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::tokens::TokensCommand,
     },
 }
 
@@ -377,6 +388,9 @@ pub struct Authn {
     pub chain: auth_core::Chain,
     /// The client-certificate authenticator (in `chain` too), with `--client-ca`.
     pub mtls: Option<Mtls>,
+    /// The token denylist: shared through Redis with `--redis-url`, this process's own
+    /// otherwise.
+    pub denylist: Arc<dyn Denylist>,
     flusher: UsageFlusher,
     listener: Option<tokio::task::JoinHandle<()>>,
 }
@@ -388,6 +402,13 @@ impl fmt::Debug for Authn {
 }
 
 impl Authn {
+    /// A gate over [`Authn::chain`] with the demo's realm and the denylist.
+    pub fn gate(&self) -> GateBuilder {
+        Gate::builder(self.chain.clone())
+            .realm(REALM)
+            .denylist(self.denylist.clone())
+    }
+
     /// Stops the background tasks, writing the usage counted since the last flush.
     pub async fn shutdown(self) {
         if let Some(listener) = self.listener {
@@ -458,6 +479,7 @@ pub async fn authenticator(args: &ServeArgs, trust: &Trust) -> Result<Authn, Err
     Ok(Authn {
         chain,
         mtls,
+        denylist: crate::tokens::for_serve(&args.store).await?,
         flusher: recorder.spawn_flusher(args.usage_flush),
         listener,
     })
@@ -475,6 +497,7 @@ pub fn dispatch(
         Some(Command::Token(args)) => mint(&args).map(|token| println!("{token}")),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Keys { store, command }) => keys(&store, command),
+        Some(Command::Tokens { store, command }) => tokens(&store, command),
         Some(Command::Certs { command }) => crate::certs::run(command).map(|out| println!("{out}")),
         None => serve(default_serve),
     };
@@ -485,6 +508,24 @@ pub fn dispatch(
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `tokens` on its own runtime and prints what it answers.
+///
+/// # Errors
+///
+/// As [`crate::tokens::run`].
+pub fn tokens(
+    store: &crate::keys::StoreArgs,
+    command: crate::tokens::TokensCommand,
+) -> Result<(), Error> {
+    init_logs_filtered(LogFormat::Text, "warn,auth::audit=info");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(crate::tokens::run(store, command))?;
+    println!("{out}");
+    Ok(())
 }
 
 /// Runs `keys` on its own runtime and prints what it answers; every change is logged as an

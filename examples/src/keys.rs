@@ -46,6 +46,14 @@ pub struct StoreArgs {
         global = true
     )]
     pub redis_prefix: String,
+    /// The prefix of the token denylist's keys in Redis (`tokens revoke` and `serve`).
+    #[arg(
+        long,
+        env = "AUTH_DEMO_DENYLIST_PREFIX",
+        default_value = crate::tokens::DEFAULT_DENYLIST_PREFIX,
+        global = true
+    )]
+    pub denylist_prefix: String,
 }
 
 /// `keys` subcommands.

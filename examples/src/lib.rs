@@ -12,3 +12,4 @@ pub mod grpc_demo;
 pub mod keys;
 pub mod proto;
 pub mod routes;
+pub mod tokens;

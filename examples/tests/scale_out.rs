@@ -1,6 +1,8 @@
 //! Two `auth-demo serve` processes sharing PostgreSQL (keys, usage) and Redis (limits): a key's
 //! rate holds across both together, a revocation reaches both, a rotation's grace period ends
-//! on both, and the usage both counted is what `keys usage` reports.
+//! on both, and the usage both counted is what `keys usage` reports. Two `serve`s started in
+//! one directory (sharing the development issuer's keys) and one Redis refuse a token revoked
+//! with `tokens revoke` within a second.
 //!
 //! Needs `DATABASE_URL` (PostgreSQL) and `REDIS_URL`; without them the test says so and passes,
 //! unless `CI` is set, where a missing backend is a failure. Each run uses its own PostgreSQL
@@ -70,11 +72,16 @@ impl Shared {
     }
 
     fn serve(&self, n: usize) -> Serve {
-        let state = self.state.join(format!("serve-{n}"));
+        self.serve_in(&self.state.join(format!("serve-{n}")))
+    }
+
+    /// A `serve` whose development issuer keeps its keys in `state` (shared by every `serve`
+    /// started in that directory).
+    fn serve_in(&self, state: &std::path::Path) -> Serve {
         let mut child = self
             .command(&["serve", "--listen", "127.0.0.1:0", "--usage-flush", "1s"])
             .arg("--state-dir")
-            .arg(&state)
+            .arg(state)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -112,6 +119,44 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+async fn whoami_bearer(client: &reqwest::Client, serve: &Serve, token: &str) -> u16 {
+    client
+        .get(format!("{}/whoami", serve.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("whoami")
+        .status()
+        .as_u16()
+}
+
+/// The `jti` claim of a JWT (its payload is not verified here: the servers do that).
+fn jti(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    let claims: Value = serde_json::from_slice(&json).expect("JSON claims");
+    claims["jti"].as_str().expect("a jti").to_owned()
+}
+
+/// Waits until every serve refuses `token` with 401, and returns how long that took.
+async fn until_refused(client: &reqwest::Client, serves: &[&Serve], token: &str) -> Duration {
+    let started = Instant::now();
+    for serve in serves {
+        while whoami_bearer(client, serve, token).await != 401 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{} still accepts the token",
+                serve.base
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    started.elapsed()
 }
 
 async fn whoami(client: &reqwest::Client, serve: &Serve, key: &str) -> reqwest::Response {
@@ -282,4 +327,138 @@ async fn two_serves_share_limits_revocations_rotations_and_usage() {
     for serve in [&a, &b] {
         assert_eq!(whoami(&client, serve, new_key).await.status(), 200);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_by_every_serve_within_a_second() {
+    let Some((db, redis)) = backends() else {
+        return;
+    };
+    let run = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    let shared = Shared {
+        db,
+        redis,
+        schema: format!("demo_tokens_{run}"),
+        prefix: format!("test:tokens:{run}:"),
+        state: std::env::temp_dir().join(format!("auth-demo-tokens-{run}")),
+    };
+    let denylist_prefix = format!("test:tokens:{run}:dl:");
+    let client = reqwest::Client::new();
+    let revoke = |what: &[&str]| {
+        let mut args = vec!["tokens", "revoke"];
+        args.extend_from_slice(what);
+        let out = shared
+            .command(&args)
+            .args(["--denylist-prefix", &denylist_prefix])
+            .output()
+            .expect("run tokens revoke");
+        assert!(
+            out.status.success(),
+            "tokens revoke {what:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Instant::now()
+    };
+
+    // Both serves run in one directory: they share the development issuer's keys.
+    let state = shared.state.join("shared");
+    let serve = || {
+        let mut child = shared
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .args(["--denylist-prefix", &denylist_prefix])
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start auth-demo");
+        let stdout = child.stdout.take().expect("stdout");
+        let curl = BufReader::new(stdout)
+            .lines()
+            .nth(1)
+            .expect("a curl line")
+            .expect("read");
+        let base = curl
+            .rsplit(' ')
+            .next()
+            .expect("url")
+            .trim_end_matches("/whoami")
+            .to_owned();
+        Serve { child, base }
+    };
+    let (a, b) = (serve(), serve());
+    let mint = || {
+        let out = Command::new(BIN)
+            .args(["token", "--listen", "127.0.0.1:0", "--sub", "alice"])
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .expect("run auth-demo token");
+        assert!(
+            out.status.success(),
+            "token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    };
+    let (t1, t2) = (mint(), mint());
+    for serve in [&a, &b] {
+        for t in [&t1, &t2] {
+            assert_eq!(
+                whoami_bearer(&client, serve, t).await,
+                200,
+                "{}",
+                serve.base
+            );
+        }
+    }
+
+    // One token by its jti: refused by both within a second of the command's exit.
+    let revoked_at = revoke(&["--jti", &jti(&t1)]);
+    let took = until_refused(&client, &[&a, &b], &t1).await;
+    let since_exit = revoked_at.elapsed();
+    assert!(
+        since_exit <= Duration::from_secs(1),
+        "refused everywhere {since_exit:?} after the command exited ({took:?} of polling)"
+    );
+    for serve in [&a, &b] {
+        assert_eq!(
+            whoami_bearer(&client, serve, &t2).await,
+            200,
+            "other tokens still work"
+        );
+    }
+
+    // Every token of the subject issued before now; a token minted after is accepted.
+    std::thread::sleep(Duration::from_millis(1100)); // a later second than t2's iat
+    revoke(&["--subject", "alice"]);
+    until_refused(&client, &[&a, &b], &t2).await;
+    std::thread::sleep(Duration::from_millis(1100));
+    let t3 = mint();
+    for serve in [&a, &b] {
+        assert_eq!(whoami_bearer(&client, serve, &t3).await, 200);
+    }
+
+    // Without Redis there is no shared denylist to write to: a clear error.
+    let out = Command::new(BIN)
+        .args(["tokens", "revoke", "--jti", "x"])
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("run tokens revoke");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--redis-url"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -13,7 +13,6 @@
 
 use actix_web::{App, HttpResponse, HttpServer, Route, guard, web};
 use auth_actix::{AuthMiddleware, Principal};
-use auth_core::Gate;
 use auth_core::policy::Scopes;
 use auth_examples::cli::{self, Command, Error, ServeArgs};
 use auth_examples::{graphql_demo, routes};
@@ -49,15 +48,12 @@ async fn run(args: ServeArgs) -> Result<(), Error> {
     let addr = cli::listen_addr(&args.common.listen)?;
     let trust = cli::trust(&args)?;
     let authn = cli::authenticator(&args, &trust).await?;
-    let auth = AuthMiddleware::new(Gate::builder(authn.chain.clone()).realm(cli::REALM).build());
+    let auth = AuthMiddleware::new(authn.gate().build());
     // GraphQL answers in GraphQL: its handler checks tokens itself, in optional mode, so that
     // anonymous requests reach public fields.
     let graphql = auth_graphql::actix::GraphQl::new(
         graphql_demo::build(),
-        Gate::builder(authn.chain.clone())
-            .realm(cli::REALM)
-            .optional()
-            .build(),
+        authn.gate().optional().build(),
     );
     let admin_only = auth.require(Scopes::all(["admin"]));
     let documents = trust.dev.as_ref().map(|d| (d.jwks(), d.discovery()));

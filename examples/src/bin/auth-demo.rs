@@ -14,7 +14,6 @@
 //!   `admin`);
 //! - gRPC: `demo.v1.Demo/WhoAmI` (any valid token) and `demo.v1.Demo/Admin` (scope `admin`).
 
-use auth_core::Gate;
 use auth_core::policy::Scopes;
 use auth_examples::cli::{self, Command, Error, ServeArgs};
 use auth_examples::grpc_demo::{DemoService, demo_policies};
@@ -54,8 +53,8 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
 
 /// The whole application: REST behind `AuthLayer`, GraphQL with its own (optional) gate,
 /// gRPC behind `GrpcAuthLayer`, all accepting the same tokens and API keys.
-fn app(trust: &cli::Trust, authn: &auth_core::Chain) -> Router {
-    let gate = || Gate::builder(authn.clone()).realm(cli::REALM);
+fn app(trust: &cli::Trust, authn: &cli::Authn) -> Router {
+    let gate = || authn.gate();
     let auth = AuthLayer::new(gate().build());
     let rest = Router::new()
         .route("/whoami", get(whoami))
@@ -92,7 +91,7 @@ async fn run(args: ServeArgs) -> Result<(), Error> {
     let trust = cli::trust(&args)?;
     let tls = cli::tls(&args)?;
     let authn = cli::authenticator(&args, &trust).await?;
-    let app = app(&trust, &authn.chain);
+    let app = app(&trust, &authn);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
