@@ -89,4 +89,4 @@ pub use guard::PolicyGuard;
 pub use headers::ActixHeaders;
 pub use middleware::{AuthContext, AuthFuture, AuthMiddleware, AuthService};
 pub use require::{Require, RequireFuture, RequireService};
-pub use response::error_response;
+pub use response::{error_response, gate_error_response};

@@ -47,7 +47,7 @@
 use crate::attributes::ActixAttributes;
 use crate::headers::ActixHeaders;
 use crate::require::Require;
-use crate::response::error_response;
+use crate::response::gate_error_response;
 use actix_web::HttpMessage as _;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
@@ -55,7 +55,10 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{Error, HttpResponse};
 use auth_core::jwt::Jwt;
 use auth_core::ratelimit::RateLimitStatus;
-use auth_core::{AuthError, BoxFuture, Check, Gate, PeerCertificate, Policy, Principal, WithPeer};
+use auth_core::{
+    AuthError, BoxFuture, Check, Gate, PeerCertificate, Policy, Principal, RequestTarget, WithPeer,
+    WithTarget,
+};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -204,9 +207,20 @@ where
         };
         #[cfg(feature = "tls")]
         let connection = connection.or(forwarded.as_ref());
-        let presented = WithPeer {
-            headers: &headers,
-            peer: connection,
+        let uri = req.uri();
+        let https =
+            connection.is_some() || req.app_config().secure() || uri.scheme_str() == Some("https");
+        let presented = WithTarget {
+            inner: &WithPeer {
+                headers: &headers,
+                peer: connection,
+            },
+            target: RequestTarget {
+                method: req.method().as_str(),
+                scheme: if https { "https" } else { "http" },
+                authority: uri.authority().map(|a| a.as_str()),
+                path: uri.path(),
+            },
         };
         let check = self.context.gate.check(&presented);
         let state = match check {
@@ -341,7 +355,7 @@ impl<S: Service<ServiceRequest>> State<S> {
         context: &AuthContext,
         rate_limit: Option<Box<RateLimitStatus>>,
     ) -> Self {
-        let mut response: HttpResponse = error_response(error, context.realm());
+        let mut response: HttpResponse = gate_error_response(error, context.gate());
         if let Some(status) = rate_limit {
             insert_rate_limit(response.headers_mut(), &status);
         }

@@ -27,6 +27,7 @@
 
 use crate::audit::{AuditEvent, AuditSink, Outcome, TracingAudit};
 use crate::credentials::{CredentialLimits, Credentials, HeaderSource, PeerCertificate};
+use crate::dpop::DpopVerifier;
 use crate::error::{AuthError, TokenError};
 use crate::jwt::Jwt;
 use crate::policy::{Policy, RequestContext, enforce};
@@ -206,12 +207,17 @@ impl Authenticator for Chain {
 }
 
 /// Enforces RFC 8705: a principal bound to a client certificate is accepted only over a
-/// connection presenting the certificate with that thumbprint (compared in constant time).
+/// connection presenting the certificate with that thumbprint (compared in constant time); and
+/// RFC 9449 7.2: a token bound to a DPoP key is refused with the `Bearer` scheme.
 fn bound(
     result: Result<Principal, AuthError>,
     peer: Option<&[u8; 32]>,
+    dpop_scheme: bool,
 ) -> Result<Principal, AuthError> {
     let p = result?;
+    if !dpop_scheme && p.dpop_binding().is_some() {
+        return Err(AuthError::InvalidToken(TokenError::DpopRequired));
+    }
     match (p.certificate_binding(), peer) {
         (None, _) => Ok(p),
         (Some(expected), Some(actual))
@@ -260,6 +266,17 @@ struct GateInner {
     audit: Arc<dyn AuditSink>,
     realm: String,
     denylist: Option<Arc<dyn Denylist>>,
+    dpop: Option<DpopVerifier>,
+    /// The public origin (`https://api.example`) that DPoP proofs' `htu` must name, when set.
+    dpop_origin: Option<String>,
+}
+
+/// What a `DPoP`-scheme request needs checked once its token is authenticated, owned for the
+/// slow path.
+struct ProofCheck {
+    proof: String,
+    htm: String,
+    htu: String,
 }
 
 /// Authenticates requests for an adapter: credentials, authenticator, policy, audit. Cheap to
@@ -322,6 +339,22 @@ impl GateBuilder {
         self.inner.audit = Arc::new(sink);
         self
     }
+    /// Accepts DPoP-bound tokens (RFC 9449): `Authorization: DPoP <token>` with a `DPoP` proof
+    /// header checked by `verifier` against the request's method and URL (adapters provide
+    /// them, see [`WithTarget`](crate::credentials::WithTarget)), and the token's `cnf.jkt`.
+    /// Without it the `DPoP` scheme is not read. A DPoP-bound token sent as `Bearer` is refused
+    /// either way.
+    pub fn dpop(mut self, verifier: DpopVerifier) -> Self {
+        self.inner.dpop = Some(verifier);
+        self
+    }
+    /// The public origin DPoP proofs' `htu` must name (`https://api.example`, no path), for
+    /// services behind a proxy or load balancer; by default the request's own scheme and host.
+    /// Takes effect with [`GateBuilder::dpop`].
+    pub fn dpop_origin(mut self, origin: impl Into<String>) -> Self {
+        self.inner.dpop_origin = Some(origin.into().trim_end_matches('/').to_owned());
+        self
+    }
     /// Refuses bearer tokens that `denylist` says are revoked (`401 invalid_token`, reason
     /// `revoked`), on every request: answers from the authenticators' caches included.
     pub fn denylist(mut self, denylist: impl Denylist) -> Self {
@@ -353,6 +386,8 @@ impl Gate {
                 audit: Arc::new(TracingAudit),
                 realm: "api".into(),
                 denylist: None,
+                dpop: None,
+                dpop_origin: None,
             },
         }
     }
@@ -418,6 +453,7 @@ impl Gate {
             || inner.audit.enabled(Outcome::Denied))
         .then(Instant::now);
         let creds = match Credentials::from_headers(headers, &inner.limits) {
+            Ok(c) if inner.dpop.is_none() => c.without_dpop(),
             Ok(c) => c,
             Err(e) => return Check::Ready(self.finish(Err(e), started)),
         };
@@ -428,8 +464,16 @@ impl Gate {
             });
         }
         let peer = creds.peer_certificate().map(PeerCertificate::sha256);
+        let dpop = creds.is_dpop();
+        let proof = match dpop.then(|| self.proof_check(&creds, headers)).transpose() {
+            Ok(p) => p,
+            Err(e) => return Check::Ready(self.finish(Err(e), started)),
+        };
         if let Some(result) = inner.authenticator.authenticate_cached(&creds) {
-            let result = self.admit(bound(result, peer), creds.bearer_unchecked());
+            let token = creds.bearer_unchecked();
+            let result = self
+                .admit(bound(result, peer, dpop), token)
+                .and_then(|p| self.confirm(p, proof.as_ref(), token));
             return Check::Ready(self.finish(result, started));
         }
         if let Err(e) = creds.validate() {
@@ -440,14 +484,15 @@ impl Gate {
             .authenticate(OwnedCredentials::from(&creds));
         let gate = self.clone();
         let peer = peer.copied();
-        // Only a denylist needs the token after verification (for its hash).
-        let token = inner
-            .denylist
-            .as_ref()
-            .and(creds.bearer_unchecked())
-            .map(<[u8]>::to_vec);
+        // Only a denylist (for its hash) or a DPoP proof (`ath`) needs the token afterwards.
+        let token = (inner.denylist.is_some() || dpop)
+            .then(|| creds.bearer_unchecked().map(<[u8]>::to_vec))
+            .flatten();
         Check::Pending(Box::pin(async move {
-            let result = gate.admit(bound(fut.await, peer.as_ref()), token.as_deref());
+            let token = token.as_deref();
+            let result = gate
+                .admit(bound(fut.await, peer.as_ref(), dpop), token)
+                .and_then(|p| gate.confirm(p, proof.as_ref(), token));
             gate.finish(result, started)
         }))
     }
@@ -465,6 +510,92 @@ impl Gate {
             Check::Ready(r) => r,
             Check::Pending(f) => f.await,
         }
+    }
+
+    /// The proof, method and URL of a `DPoP`-scheme request (checked once the token is
+    /// authenticated, see [`Gate::confirm`]).
+    fn proof_check<H: HeaderSource + ?Sized>(
+        &self,
+        creds: &Credentials<'_>,
+        headers: &H,
+    ) -> Result<ProofCheck, AuthError> {
+        let invalid = |d: &'static str| AuthError::InvalidToken(TokenError::DpopProofInvalid(d));
+        let proof = creds
+            .dpop_proof()
+            .map_err(invalid)?
+            .ok_or_else(|| invalid("the DPoP header is missing"))?;
+        let target = headers.request_target().ok_or(AuthError::Misconfigured(
+            "DPoP needs the request's method and URL, which the adapter did not provide",
+        ))?;
+        let htu = match &self.inner.dpop_origin {
+            Some(origin) => format!("{origin}{}", target.path),
+            None => {
+                let host = match target.authority {
+                    Some(a) => a,
+                    None => headers
+                        .header_values("host")
+                        .next()
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .ok_or_else(|| invalid("the request has no host to match htu"))?,
+                };
+                format!("{}://{host}{}", target.scheme, target.path)
+            }
+        };
+        Ok(ProofCheck {
+            proof: proof.to_owned(),
+            htm: target.method.to_owned(),
+            htu,
+        })
+    }
+
+    /// Checks a `DPoP`-scheme request's proof against its authenticated token: signed by the
+    /// key the token is bound to, for this method and URL, fresh and not replayed.
+    fn confirm(
+        &self,
+        principal: Principal,
+        proof: Option<&ProofCheck>,
+        token: Option<&[u8]>,
+    ) -> Result<Principal, AuthError> {
+        let (Some(check), Some(verifier)) = (proof, &self.inner.dpop) else {
+            return Ok(principal);
+        };
+        let token =
+            token
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .ok_or(AuthError::InvalidToken(TokenError::Malformed(
+                    "the token is not text",
+                )))?;
+        let jkt = principal
+            .dpop_binding()
+            .ok_or(AuthError::InvalidToken(TokenError::DpopBindingMismatch))?;
+        verifier.verify_bound(&check.proof, &check.htm, &check.htu, token, jkt)?;
+        Ok(principal)
+    }
+
+    /// The headers of an HTTP answer to `err` besides its content type (see
+    /// [`AuthError::http_headers`]), with this gate's realm; with DPoP enabled, also the `DPoP`
+    /// challenge (`algs`) and, when a fresh proof nonce is required, `DPoP-Nonce`. A refusal of
+    /// the DPoP proof itself carries only the `DPoP` challenge.
+    pub fn http_headers(&self, err: &AuthError) -> Vec<(&'static str, String)> {
+        let realm = &self.inner.realm;
+        let Some(verifier) = &self.inner.dpop else {
+            return err.http_headers(realm);
+        };
+        let dpop_only = matches!(
+            err,
+            AuthError::InvalidToken(
+                TokenError::DpopProofInvalid(_)
+                    | TokenError::DpopNonceRequired
+                    | TokenError::DpopBindingMismatch
+            )
+        );
+        let mut headers = if dpop_only {
+            Vec::new()
+        } else {
+            err.http_headers(realm)
+        };
+        headers.extend(verifier.challenge_headers(err, realm));
+        headers
     }
 
     /// Applies the denylist to an authenticated caller.

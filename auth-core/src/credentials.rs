@@ -40,6 +40,72 @@ pub trait HeaderSource {
     fn peer_certificate(&self) -> Option<&PeerCertificate> {
         None
     }
+
+    /// The request's method and target, which DPoP proofs are bound to (RFC 9449 `htm`,
+    /// `htu`). Adapters provide it through [`WithTarget`]; plain header maps have none, and a
+    /// DPoP request checked without it is refused.
+    fn request_target(&self) -> Option<RequestTarget<'_>> {
+        None
+    }
+}
+
+/// A request's method and target URL, as an adapter sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTarget<'a> {
+    /// The method (`GET`, `POST`, ...).
+    pub method: &'a str,
+    /// `https` when the request came over TLS (or the URI says so), else `http`.
+    pub scheme: &'a str,
+    /// The URI's authority when the request line carries one (HTTP/2 `:authority`, absolute
+    /// form); the `Host` header is read otherwise.
+    pub authority: Option<&'a str>,
+    /// The path (a query, if included, is ignored by DPoP).
+    pub path: &'a str,
+}
+
+#[cfg(feature = "http")]
+impl<'a> RequestTarget<'a> {
+    /// The target of an `http` 1 request: method, URI path and authority; `scheme` is `https`
+    /// when `tls` is set or the URI says so.
+    pub fn from_http(method: &'a http::Method, uri: &'a http::Uri, tls: bool) -> Self {
+        let https = tls || uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        Self {
+            method: method.as_str(),
+            scheme: if https { "https" } else { "http" },
+            authority: uri.authority().map(http::uri::Authority::as_str),
+            path: uri.path(),
+        }
+    }
+}
+
+/// Headers (and whatever else `H` carries, e.g. [`WithPeer`]) together with the request's
+/// [`RequestTarget`]: what adapters hand to [`Gate::check`](crate::Gate::check) so that DPoP
+/// proofs can be checked.
+#[derive(Debug, Clone, Copy)]
+pub struct WithTarget<'a, H: ?Sized> {
+    /// The headers (and peer certificate, if `H` carries one).
+    pub inner: &'a H,
+    /// The method and target.
+    pub target: RequestTarget<'a>,
+}
+
+impl<H: HeaderSource + ?Sized> HeaderSource for WithTarget<'_, H> {
+    type Values<'b>
+        = H::Values<'b>
+    where
+        Self: 'b;
+
+    fn header_values<'b>(&'b self, name: &'static str) -> Self::Values<'b> {
+        self.inner.header_values(name)
+    }
+
+    fn peer_certificate(&self) -> Option<&PeerCertificate> {
+        self.inner.peer_certificate()
+    }
+
+    fn request_target(&self) -> Option<RequestTarget<'_>> {
+        Some(self.target)
+    }
 }
 
 /// The client certificate a TLS connection presented, as the handshake validated it: the leaf
@@ -110,6 +176,10 @@ impl<H: HeaderSource + ?Sized> HeaderSource for WithPeer<'_, H> {
     fn peer_certificate(&self) -> Option<&PeerCertificate> {
         self.peer
     }
+
+    fn request_target(&self) -> Option<RequestTarget<'_>> {
+        self.headers.request_target()
+    }
 }
 
 #[cfg(feature = "http")]
@@ -167,6 +237,12 @@ pub struct Credentials<'a> {
     bearer: Option<&'a [u8]>,
     api_key: Option<&'a [u8]>,
     peer: Option<&'a PeerCertificate>,
+    /// The token came with the `DPoP` scheme (RFC 9449).
+    dpop: bool,
+    /// The `DPoP` proof header, read only with the `DPoP` scheme.
+    proof: Option<&'a [u8]>,
+    /// More than one `DPoP` header.
+    proofs: u8,
 }
 
 impl<'a> Credentials<'a> {
@@ -174,8 +250,7 @@ impl<'a> Credentials<'a> {
     pub fn with_bearer(token: &'a str) -> Self {
         Self {
             bearer: Some(token.as_bytes()),
-            api_key: None,
-            peer: None,
+            ..Self::default()
         }
     }
 
@@ -185,24 +260,23 @@ impl<'a> Credentials<'a> {
             bearer: owned.bearer.as_deref().map(str::as_bytes),
             api_key: owned.api_key.as_deref().map(str::as_bytes),
             peer: owned.peer.as_ref(),
+            ..Self::default()
         }
     }
 
     /// Credentials carrying an API key (for callers that read it themselves).
     pub fn with_api_key(key: &'a str) -> Self {
         Self {
-            bearer: None,
             api_key: Some(key.as_bytes()),
-            peer: None,
+            ..Self::default()
         }
     }
 
     /// Credentials carrying only a client certificate.
     pub fn with_peer(peer: &'a PeerCertificate) -> Self {
         Self {
-            bearer: None,
-            api_key: None,
             peer: Some(peer),
+            ..Self::default()
         }
     }
 
@@ -243,6 +317,17 @@ impl<'a> Credentials<'a> {
             }
             match split_scheme(value)? {
                 Some((Scheme::Bearer, token)) => creds.bearer = Some(token),
+                Some((Scheme::Dpop, token)) => {
+                    creds.bearer = Some(token);
+                    creds.dpop = true;
+                    // RFC 9449 4.3: exactly one DPoP header.
+                    for proof in headers.header_values("dpop") {
+                        creds.proofs = creds.proofs.saturating_add(1);
+                        if proof.len() <= limits.max_header_len {
+                            creds.proof = Some(proof);
+                        }
+                    }
+                }
                 Some((Scheme::ApiKey, key)) => creds.api_key = Some(key),
                 None => {}
             }
@@ -291,9 +376,45 @@ impl<'a> Credentials<'a> {
         self.bearer
     }
 
-    /// Whether a bearer token was presented.
+    /// Whether a bearer token was presented (with the `Bearer` or the `DPoP` scheme).
     pub fn has_bearer(&self) -> bool {
         self.bearer.is_some()
+    }
+
+    /// Whether the token came with the `DPoP` scheme (RFC 9449) rather than `Bearer`.
+    pub fn is_dpop(&self) -> bool {
+        self.dpop
+    }
+
+    /// The `DPoP` proof header sent with a `DPoP`-scheme token: `Ok(None)` when there is none,
+    /// an error when there is more than one or it is not text.
+    ///
+    /// # Errors
+    ///
+    /// A description of what is wrong with the header, for the `invalid_dpop_proof` answer.
+    pub fn dpop_proof(&self) -> Result<Option<&'a str>, &'static str> {
+        if self.proofs > 1 {
+            return Err("more than one DPoP header");
+        }
+        if self.proofs == 1 && self.proof.is_none() {
+            return Err("the DPoP header is too large");
+        }
+        self.proof
+            .map(|p| std::str::from_utf8(p).map_err(|_| "the DPoP header is not text"))
+            .transpose()
+    }
+
+    /// These credentials without their `DPoP`-scheme token (for a gate that does not accept
+    /// DPoP: such a token is then not a credential it reads).
+    #[must_use]
+    pub fn without_dpop(mut self) -> Self {
+        if self.dpop {
+            self.bearer = None;
+            self.dpop = false;
+            self.proof = None;
+            self.proofs = 0;
+        }
+        self
     }
 
     /// The API key, if one was presented and its syntax is valid.
@@ -336,15 +457,17 @@ impl<'a> Credentials<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scheme {
     Bearer,
+    Dpop,
     ApiKey,
 }
 
-/// Splits `Bearer <token>` or `ApiKey <key>`; `Ok(None)` for another scheme. The credential's
+/// Splits `Bearer <token>`, `DPoP <token>` or `ApiKey <key>`; `Ok(None)` for another scheme. The credential's
 /// characters are checked by [`Credentials::validate`].
 fn split_scheme(value: &[u8]) -> Result<Option<(Scheme, &[u8])>, AuthError> {
     let scheme_end = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
     let scheme = match &value[..scheme_end] {
         s if s.eq_ignore_ascii_case(b"bearer") => Scheme::Bearer,
+        s if s.eq_ignore_ascii_case(b"dpop") => Scheme::Dpop,
         s if s.eq_ignore_ascii_case(b"apikey") => Scheme::ApiKey,
         _ => return Ok(None),
     };
@@ -365,8 +488,7 @@ fn parse_bearer(value: &[u8]) -> Result<Option<&str>, AuthError> {
         bearer: split_scheme(value)?
             .filter(|(s, _)| *s == Scheme::Bearer)
             .map(|(_, t)| t),
-        api_key: None,
-        peer: None,
+        ..Credentials::default()
     };
     c.validate()?;
     Ok(c.bearer())

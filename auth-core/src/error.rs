@@ -152,6 +152,17 @@ pub enum TokenError {
     /// The client certificate is not acceptable (its identity maps to no principal, or it was
     /// refused by the trust store).
     CertificateRejected,
+    /// The DPoP proof (RFC 9449) is missing or invalid; the detail, for logs only, names the
+    /// failed check. RFC 9449 error code `invalid_dpop_proof`.
+    DpopProofInvalid(&'static str),
+    /// The token is DPoP-bound (`cnf.jkt`) to another key than the proof's, or was sent with the
+    /// `DPoP` scheme without being bound at all.
+    DpopBindingMismatch,
+    /// A DPoP-bound token was sent with the `Bearer` scheme (RFC 9449 7.2).
+    DpopRequired,
+    /// The DPoP proof lacks a valid, fresh server nonce; the caller answers with a new
+    /// `DPoP-Nonce` (RFC 9449 9). RFC 9449 error code `use_dpop_nonce`.
+    DpopNonceRequired,
 }
 
 impl TokenError {
@@ -183,6 +194,10 @@ impl TokenError {
             Self::ApiKeyExhausted => "the API key's use credit is spent",
             Self::CertificateMismatch => "the token is bound to another client certificate",
             Self::CertificateRejected => "the client certificate is not accepted",
+            Self::DpopProofInvalid(_) => "the DPoP proof is invalid",
+            Self::DpopBindingMismatch => "the token is not bound to the DPoP proof's key",
+            Self::DpopRequired => "the token is DPoP-bound and must be sent with the DPoP scheme",
+            Self::DpopNonceRequired => "the resource server requires a nonce in the DPoP proof",
         }
     }
 
@@ -214,6 +229,10 @@ impl TokenError {
             Self::ApiKeyExhausted => "api_key_exhausted",
             Self::CertificateMismatch => "certificate_mismatch",
             Self::CertificateRejected => "certificate_rejected",
+            Self::DpopProofInvalid(_) => "dpop_proof_invalid",
+            Self::DpopBindingMismatch => "dpop_binding_mismatch",
+            Self::DpopRequired => "dpop_required",
+            Self::DpopNonceRequired => "dpop_nonce_required",
         }
     }
 
@@ -228,7 +247,10 @@ impl TokenError {
     /// Internal detail for logs (the claim name or the parsing step); never shown to callers.
     pub fn detail(&self) -> Option<&'static str> {
         match self {
-            Self::Malformed(d) | Self::MissingClaim(d) | Self::InvalidClaim(d) => Some(d),
+            Self::Malformed(d)
+            | Self::MissingClaim(d)
+            | Self::InvalidClaim(d)
+            | Self::DpopProofInvalid(d) => Some(d),
             _ => None,
         }
     }

@@ -579,7 +579,28 @@ fn principal(
         None if cfg.require_binding => return Err(TokenError::MissingClaim("cnf")),
         None => {}
     }
+    if let Some(jkt) = dpop_binding(&claims)? {
+        b = b.bound_to_dpop_key(jkt);
+    }
     Ok(b.claims(claims).build())
+}
+
+/// The RFC 7638 SHA-256 key thumbprint of `cnf.jkt` (RFC 9449 6.1), if the token is DPoP-bound:
+/// base64url without padding, exactly 32 bytes.
+fn dpop_binding(claims: &Claims) -> Result<Option<[u8; 32]>, TokenError> {
+    let Some(jkt) = claims
+        .get("cnf")
+        .and_then(Value::as_object)
+        .and_then(|cnf| cnf.get("jkt"))
+    else {
+        return Ok(None);
+    };
+    let text = jkt.as_str().ok_or(TokenError::InvalidClaim("cnf"))?;
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text)
+        .map_err(|_| TokenError::InvalidClaim("cnf"))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(Some)
+        .map_err(|_| TokenError::InvalidClaim("cnf"))
 }
 
 /// The SHA-256 certificate thumbprint of `cnf.x5t#S256` (RFC 8705), if the token is bound:

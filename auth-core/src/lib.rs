@@ -11,6 +11,7 @@
 //!   [`jwks::JwksCache`] (feature `jwks`) keeps remote keys fresh.
 //! - [`Gate`] ties an [`Authenticator`], a [`Policy`] and an [`audit::AuditSink`] together
 //!   for adapters.
+//! - [`dpop`] verifies RFC 9449 DPoP proofs (replay cache, nonces, `cnf.jkt` token binding).
 //! - [`AuthError`] maps every outcome to HTTP, RFC 6750, gRPC and GraphQL answers, once.
 //!
 //! Features: `http` (default: [`HeaderSource`] for `http::HeaderMap`), `jwks` (remote keys),
@@ -49,6 +50,7 @@ pub mod authenticator;
 mod cache;
 pub mod clock;
 pub mod credentials;
+pub mod dpop;
 pub mod error;
 #[cfg(feature = "issuer")]
 pub mod issuer;
@@ -67,7 +69,9 @@ pub mod ratelimit;
 pub mod revocation;
 
 pub use authenticator::{Authenticator, BoxFuture, Chain, Check, Gate, Mode};
-pub use credentials::{Credentials, HeaderSource, PeerCertificate, WithPeer};
+pub use credentials::{
+    Credentials, HeaderSource, PeerCertificate, RequestTarget, WithPeer, WithTarget,
+};
 pub use error::{AuthError, BuildError, ErrorKind, GrpcCode, RequestError, TokenError};
 pub use jsonwebtoken::Algorithm;
 pub use policy::Policy;

@@ -107,6 +107,7 @@ struct Inner {
     expires_at: Option<i64>,
     claims: Claims,
     certificate_binding: Option<[u8; 32]>,
+    dpop_binding: Option<[u8; 32]>,
 }
 
 /// An authenticated caller.
@@ -130,6 +131,7 @@ impl Principal {
             expires_at: None,
             claims: Claims::default(),
             certificate_binding: None,
+            dpop_binding: None,
         })
     }
 
@@ -183,6 +185,13 @@ impl Principal {
     /// certificate.
     pub fn certificate_binding(&self) -> Option<&[u8; 32]> {
         self.inner.certificate_binding.as_ref()
+    }
+
+    /// The RFC 7638 SHA-256 thumbprint of the DPoP key this credential is bound to (RFC 9449
+    /// `cnf.jkt`), if it is: it is accepted only with the `DPoP` scheme and a proof signed by
+    /// that key (see [`crate::dpop::check_binding`]).
+    pub fn dpop_binding(&self) -> Option<&[u8; 32]> {
+        self.inner.dpop_binding.as_ref()
     }
 
     /// The state of the caller's closest rate limit or quota, when one applied to this
@@ -254,6 +263,11 @@ impl PrincipalBuilder {
     /// Binds the credential to the client certificate with this SHA-256 thumbprint.
     pub fn bound_to_certificate(mut self, sha256: [u8; 32]) -> Self {
         self.0.certificate_binding = Some(sha256);
+        self
+    }
+    /// Binds the credential to the DPoP key with this RFC 7638 SHA-256 thumbprint (`cnf.jkt`).
+    pub fn bound_to_dpop_key(mut self, jkt: [u8; 32]) -> Self {
+        self.0.dpop_binding = Some(jkt);
         self
     }
     /// Sets the verified claims.

@@ -100,9 +100,10 @@ async fn a_bound_token_needs_its_certificate_every_time() {
             "{bad}"
         );
     }
-    // `cnf` without `x5t#S256` (another confirmation method) does not bind to a certificate.
-    let jkt = token(&signer, Some(json!({"jkt": "abc"})));
-    assert_eq!(check(&gate, &jkt, None).await, Ok(()));
+    // `cnf` without `x5t#S256` (another confirmation method, here RFC 7800 `kid`) does not
+    // bind to a certificate. (A malformed `cnf.jkt` is an invalid claim: see tests/dpop.rs.)
+    let other = token(&signer, Some(json!({"kid": "dfd1aa97-6d8a-4a1a"})));
+    assert_eq!(check(&gate, &other, None).await, Ok(()));
 }
 
 #[tokio::test]

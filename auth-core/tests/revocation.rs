@@ -6,7 +6,7 @@
 use auth_core::issuer::SigningKey;
 use auth_core::jwt::{Issuer, Jwt};
 use auth_core::keys::KeySet;
-use auth_core::revocation::{Denylist as _, MemoryDenylist, Revocation};
+use auth_core::revocation::{MemoryDenylist, Revocation};
 use auth_core::{AuthError, Check, Gate, TokenError};
 use serde_json::json;
 
@@ -125,8 +125,8 @@ async fn without_a_denylist_nothing_is_refused_as_revoked() {
 #[cfg(feature = "redis")]
 mod redis_backend {
     use super::*;
-    use auth_core::revocation::RevocationError;
     use auth_core::revocation::redis::RedisDenylist;
+    use auth_core::revocation::{Denylist as _, RevocationError};
     use std::time::{Duration, Instant};
 
     fn redis_url(test: &str) -> Option<String> {

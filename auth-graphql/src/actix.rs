@@ -82,7 +82,10 @@ use async_graphql::http::{MultipartOptions, parse_query_string, receive_batch_bo
 use async_graphql::{BatchRequest, BatchResponse, Executor};
 use auth_core::policy::RequestContext;
 use auth_core::ratelimit::RateLimitStatus;
-use auth_core::{AuthError, Check, Gate, HeaderSource, PeerCertificate, Principal, WithPeer};
+use auth_core::{
+    AuthError, Check, Gate, HeaderSource, PeerCertificate, Principal, RequestTarget, WithPeer,
+    WithTarget,
+};
 use std::fmt;
 
 /// Serves a schema (any async-graphql [`Executor`]) behind a [`Gate`] in actix-web.
@@ -245,9 +248,21 @@ impl<E> GraphQl<E> {
         // With `auth_actix::tls::on_connect`, the connection's client certificate is in the
         // connection data.
         let headers = ActixHeaders(req.headers());
-        let presented = WithPeer {
-            headers: &headers,
-            peer: req.conn_data::<PeerCertificate>(),
+        let peer = req.conn_data::<PeerCertificate>();
+        let uri = req.uri();
+        let https =
+            peer.is_some() || req.app_config().secure() || uri.scheme_str() == Some("https");
+        let presented = WithTarget {
+            inner: &WithPeer {
+                headers: &headers,
+                peer,
+            },
+            target: RequestTarget {
+                method: req.method().as_str(),
+                scheme: if https { "https" } else { "http" },
+                authority: uri.authority().map(|a| a.as_str()),
+                path: uri.path(),
+            },
         };
         let principal = match self.gate.check(&presented) {
             Check::Ready(result) => result?,
@@ -375,7 +390,8 @@ impl Responder for GraphQlResponse {
             }
             Answer::Refused { error, headers } => {
                 for (name, value) in headers {
-                    builder.insert_header((name, value));
+                    // `append`: a gate may challenge with two schemes (Bearer and DPoP).
+                    builder.append_header((name, value));
                 }
                 builder.json(refusal_body(&error))
             }

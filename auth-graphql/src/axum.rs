@@ -113,7 +113,10 @@ use async_graphql::http::{MultipartOptions, parse_query_string, receive_batch_bo
 use async_graphql::{BatchRequest, BatchResponse, Executor};
 use auth_core::policy::RequestContext;
 use auth_core::ratelimit::RateLimitStatus;
-use auth_core::{AuthError, BoxFuture, Check, Gate, PeerCertificate, Principal, WithPeer};
+use auth_core::{
+    AuthError, BoxFuture, Check, Gate, PeerCertificate, Principal, RequestTarget, WithPeer,
+    WithTarget,
+};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -236,9 +239,13 @@ impl<E> GraphQl<E> {
             return Ok(Some(principal.clone()));
         }
         // With `auth_tower::tls::serve`, the connection's client certificate is an extension.
-        let presented = WithPeer {
-            headers: &parts.headers,
-            peer: parts.extensions.get::<PeerCertificate>(),
+        let peer = parts.extensions.get::<PeerCertificate>();
+        let presented = WithTarget {
+            inner: &WithPeer {
+                headers: &parts.headers,
+                peer,
+            },
+            target: RequestTarget::from_http(&parts.method, &parts.uri, peer.is_some()),
         };
         let principal = match self.gate.check(&presented) {
             Check::Ready(result) => result?,
@@ -365,7 +372,8 @@ impl IntoResponse for GraphQlResponse {
             Answer::Refused { headers: extra, .. } => {
                 for (name, value) in extra {
                     if let Ok(value) = HeaderValue::try_from(value) {
-                        headers.insert(name, value);
+                        // `append`: a gate may challenge with two schemes (Bearer and DPoP).
+                        headers.append(name, value);
                     }
                 }
             }

@@ -22,7 +22,7 @@ pub(crate) enum Answer {
     /// Refused by the gate before execution: the outcome table's status and challenge.
     Refused {
         error: AuthError,
-        /// `www-authenticate`, `retry-after`: [`AuthError::http_headers`].
+        /// `www-authenticate`, `retry-after`, `dpop-nonce`: [`Gate::http_headers`].
         headers: Vec<(&'static str, String)>,
     },
     /// The HTTP request does not hold a GraphQL request (unreadable or oversized body, bad
@@ -33,7 +33,7 @@ pub(crate) enum Answer {
 impl Answer {
     /// A refusal of `error`, challenging with `gate`'s realm.
     pub(crate) fn refused(error: AuthError, gate: &Gate) -> Self {
-        let headers = error.http_headers(gate.realm());
+        let headers = gate.http_headers(&error);
         Self::Refused { error, headers }
     }
 

@@ -12,7 +12,7 @@
 //!    `metadata:<key>`, with `header:<name>` as a synonym) and applies the gate-wide policy
 //!    ([`Gate::authorize`]) and the method's policy from the [`PolicyMap`] ([`Gate::enforce`]);
 //! 4. inserts the [`Principal`] into the request extensions and calls the service, or answers
-//!    itself with the gRPC status of the refusal (see [`error_status`]).
+//!    itself with the gRPC status of the refusal (see [`gate_error_status`]).
 //!
 //! When a rate limit or quota applied to an authenticated call ([`Principal::rate_limit`]),
 //! the answer carries the `ratelimit-policy` and `ratelimit` entries of
@@ -62,10 +62,13 @@
 
 use crate::attributes::{MetadataAttributes, context};
 use crate::extract::AuthContext;
-use crate::status::error_status;
+use crate::status::gate_error_status;
 use auth_core::policy::PolicyMap;
 use auth_core::ratelimit::RateLimitStatus;
-use auth_core::{AuthError, BoxFuture, Check, Gate, PeerCertificate, Principal, WithPeer};
+use auth_core::{
+    AuthError, BoxFuture, Check, Gate, PeerCertificate, Principal, RequestTarget, WithPeer,
+    WithTarget,
+};
 use http::header::HeaderValue;
 use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
@@ -252,9 +255,13 @@ where
                 Err(e) => return ResponseFuture::reject(&e, shared, None),
             }
         }
-        let presented = WithPeer {
-            headers: req.headers(),
-            peer: req.extensions().get::<PeerCertificate>(),
+        let peer = req.extensions().get::<PeerCertificate>();
+        let presented = WithTarget {
+            inner: &WithPeer {
+                headers: req.headers(),
+                peer,
+            },
+            target: RequestTarget::from_http(req.method(), req.uri(), peer.is_some()),
         };
         let check = shared.gate.check(&presented);
         match check {
@@ -407,7 +414,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Default,
 {
-    let mut response = error_status(error, shared.gate.realm()).into_http();
+    let mut response = gate_error_status(error, &shared.gate).into_http();
     if let Some(status) = rate_limit {
         insert_rate_limit(response.headers_mut(), &status);
     }

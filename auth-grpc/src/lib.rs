@@ -78,4 +78,4 @@ pub mod tls;
 pub use client::{BearerInterceptor, BearerToken, StaticToken, TokenSource};
 pub use extract::PrincipalExt;
 pub use layer::{GrpcAuthLayer, GrpcAuthService, ResponseFuture};
-pub use status::error_status;
+pub use status::{error_status, gate_error_status};

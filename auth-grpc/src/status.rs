@@ -1,7 +1,7 @@
 //! Rendering an [`AuthError`] as a gRPC [`Status`]: the code, a safe message and the RFC 6750
 //! challenge, all from the core's outcome table; nothing here decides.
 
-use auth_core::{AuthError, GrpcCode};
+use auth_core::{AuthError, Gate, GrpcCode};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -40,14 +40,25 @@ use tonic::{Code, Status};
 ///     .ends_with(r#"scope="admin""#));
 /// ```
 pub fn error_status(error: &AuthError, realm: &str) -> Status {
+    render(error, error.http_headers(realm))
+}
+
+/// The status for `error` as `gate` answers it: [`error_status`] with the gate's realm, plus
+/// the `DPoP` challenge and `dpop-nonce` when the gate accepts DPoP ([`Gate::http_headers`]).
+pub fn gate_error_status(error: &AuthError, gate: &Gate) -> Status {
+    render(error, gate.http_headers(error))
+}
+
+fn render(error: &AuthError, extra: Vec<(&'static str, String)>) -> Status {
     if error.grpc_code() == auth_core::GrpcCode::Internal {
         // A server bug (such as a missing layer): say so in the log, not to the caller.
         tracing::error!(target: "auth::grpc", error = %error, "authentication misconfigured");
     }
     let mut status = Status::new(code(error.grpc_code()), error.description());
-    for (name, value) in error.http_headers(realm) {
+    for (name, value) in extra {
         if let Ok(value) = MetadataValue::try_from(value) {
-            status.metadata_mut().insert(name, value);
+            // `append`: a gate may challenge with two schemes (Bearer and DPoP).
+            status.metadata_mut().append(name, value);
         }
     }
     status

@@ -31,10 +31,13 @@
 //! ```
 
 use crate::attributes::HttpAttributes;
-use crate::response::{error_response, insert_rate_limit};
+use crate::response::{gate_error_response, insert_rate_limit};
 use auth_core::jwt::Jwt;
 use auth_core::ratelimit::RateLimitStatus;
-use auth_core::{AuthError, BoxFuture, Check, Gate, PeerCertificate, Principal, WithPeer};
+use auth_core::{
+    AuthError, BoxFuture, Check, Gate, PeerCertificate, Principal, RequestTarget, WithPeer,
+    WithTarget,
+};
 use bytes::Bytes;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -179,7 +182,7 @@ where
             (Some(proxy), None) => match proxy.peer(req.headers(), crate::proxy::remote_ip(&req)) {
                 Ok(peer) => peer,
                 Err(e) => {
-                    return ResponseFuture::reject(error_response(&e, self.context.realm()));
+                    return ResponseFuture::reject(gate_error_response(&e, &self.context.gate));
                 }
             },
             _ => None,
@@ -190,9 +193,12 @@ where
             .or_else(|| req.extensions().get::<PeerCertificate>());
         #[cfg(not(feature = "mtls"))]
         let peer = req.extensions().get::<PeerCertificate>();
-        let presented = WithPeer {
-            headers: req.headers(),
-            peer,
+        let presented = WithTarget {
+            inner: &WithPeer {
+                headers: req.headers(),
+                peer,
+            },
+            target: RequestTarget::from_http(req.method(), req.uri(), peer.is_some()),
         };
         match self.context.gate.check(&presented) {
             Check::Ready(Ok(principal)) => {
@@ -203,7 +209,7 @@ where
                 }
             }
             Check::Ready(Err(e)) => {
-                ResponseFuture::reject(error_response(&e, self.context.realm()))
+                ResponseFuture::reject(gate_error_response(&e, &self.context.gate))
             }
             Check::Pending(check) => {
                 // The ready service goes into the future; a clone (not yet ready) stays here.
@@ -239,7 +245,7 @@ fn refusal<B: From<Bytes>>(
     context: &AuthContext,
     limit: Option<Box<RateLimitStatus>>,
 ) -> Response<B> {
-    let mut response = error_response(error, context.realm());
+    let mut response = gate_error_response(error, &context.gate);
     if let Some(status) = limit {
         insert_rate_limit(response.headers_mut(), &status);
     }
@@ -365,7 +371,7 @@ where
                             }
                         }
                         Err(e) => State::Rejected {
-                            response: Some(Box::new(error_response(&e, context.realm()))),
+                            response: Some(Box::new(gate_error_response(&e, &context.gate))),
                         },
                     };
                     this.state.set(next);

@@ -47,4 +47,4 @@ pub mod tls;
 pub use extract::{AuthRejection, Claims, Principal};
 pub use layer::{AuthContext, AuthLayer, AuthService, ResponseFuture};
 pub use require::{Require, RequireFuture, RequireLayer};
-pub use response::error_response;
+pub use response::{error_response, gate_error_response};

@@ -3,8 +3,8 @@
 //! problem-details body. Everything comes from the core's
 //! outcome table; nothing here decides.
 
-use auth_core::AuthError;
 use auth_core::ratelimit::RateLimitStatus;
+use auth_core::{AuthError, Gate};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
@@ -20,6 +20,17 @@ use http::{HeaderMap, Response, StatusCode};
 /// assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
 /// ```
 pub fn error_response<B: From<Bytes>>(error: &AuthError, realm: &str) -> Response<B> {
+    render(error, error.http_headers(realm))
+}
+
+/// Builds the response for `error` as `gate` answers it: [`error_response`] with the gate's
+/// realm, plus the `DPoP` challenge and `DPoP-Nonce` when the gate accepts DPoP
+/// ([`Gate::http_headers`]).
+pub fn gate_error_response<B: From<Bytes>>(error: &AuthError, gate: &Gate) -> Response<B> {
+    render(error, gate.http_headers(error))
+}
+
+fn render<B: From<Bytes>>(error: &AuthError, extra: Vec<(&'static str, String)>) -> Response<B> {
     if error.http_status() == 500 {
         // A server bug (such as a missing layer): say so in the log, not to the caller.
         tracing::error!(target: "auth::tower", error = %error, "authentication misconfigured");
@@ -32,9 +43,10 @@ pub fn error_response<B: From<Bytes>>(error: &AuthError, realm: &str) -> Respons
         CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    for (name, value) in error.http_headers(realm) {
+    for (name, value) in extra {
         if let Ok(v) = HeaderValue::try_from(value) {
-            headers.insert(name, v);
+            // `append`: a gate may challenge with two schemes (Bearer and DPoP).
+            headers.append(name, v);
         }
     }
     res

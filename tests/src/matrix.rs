@@ -36,21 +36,23 @@
 
 use crate::fixtures::issuer::{TestIssuer, now};
 pub use crate::pki::{ALPHA, BETA, ClientCert, Pki};
-use auth_core::Chain;
 use auth_core::apikey::ApiKeys;
 use auth_core::apikey::limit::{KeyLimits, Quota, Rate, Window};
 use auth_core::apikey::store::{KeyRecord, KeyStore, MemoryStore};
+use auth_core::authenticator::GateBuilder;
+use auth_core::dpop::{DpopKey, DpopVerifier};
 use auth_core::jwt::{Issuer, Jwt};
 use auth_core::keys::KeySet;
 use auth_core::mtls::Mtls;
 use auth_core::mtls::mapping::IdentityMapping;
 use auth_core::mtls::server::ReloadingTls;
 use auth_core::policy::{PolicySet, Roles, Rule};
+use auth_core::{Chain, Gate};
 use serde_json::{Value, json};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// The issuer every matrix server trusts.
@@ -97,6 +99,127 @@ pub enum Credential {
     /// A client certificate in the TLS handshake (only over the TLS server), with a bearer
     /// token if any.
     ClientCert(ClientCert, Option<String>),
+    /// A DPoP-bound token (RFC 9449) with a proof the framework's client makes for the exact
+    /// method and URL it calls ([`DpopCall::headers`]).
+    Dpop(DpopCall),
+}
+
+/// How a [`Credential::Dpop`] call presents its token and proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// A fresh proof for this request.
+    Valid,
+    /// A valid proof, sent twice: the second call is what counts.
+    Replayed,
+    /// A proof made for another method.
+    OtherMethod,
+    /// A proof made for another URL.
+    OtherUrl,
+    /// A proof signed by a key the token is not bound to.
+    OtherKey,
+    /// No `DPoP` header.
+    Missing,
+    /// The bound token with the `Bearer` scheme (and no proof).
+    AsBearer,
+}
+
+/// A DPoP-bound token, the key it is bound to, and how the call presents them.
+#[derive(Clone)]
+pub struct DpopCall {
+    /// The token (its `cnf.jkt` names `key`).
+    pub token: String,
+    /// The key the token is bound to.
+    pub key: Arc<DpopKey>,
+    /// What the call sends.
+    pub proof: Proof,
+}
+
+impl fmt::Debug for DpopCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpopCall")
+            .field("proof", &self.proof)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for DpopCall {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token && self.proof == other.proof
+    }
+}
+
+impl Eq for DpopCall {}
+
+impl DpopCall {
+    /// The `(name, value)` headers of a call with `method` to `url` (the URL the client
+    /// requests, scheme and authority included).
+    ///
+    /// # Panics
+    ///
+    /// When a proof cannot be signed.
+    pub fn headers(&self, method: &str, url: &str) -> Vec<(&'static str, String)> {
+        let sign = |key: &DpopKey, method: &str, url: &str| {
+            key.proof(method, url, Some(&self.token), None)
+                .expect("signing a DPoP proof")
+        };
+        let dpop = format!("DPoP {}", self.token);
+        match self.proof {
+            Proof::Valid | Proof::Replayed => {
+                vec![
+                    ("authorization", dpop),
+                    ("dpop", sign(&self.key, method, url)),
+                ]
+            }
+            Proof::OtherMethod => {
+                let other = if method == "GET" { "DELETE" } else { "GET" };
+                vec![
+                    ("authorization", dpop),
+                    ("dpop", sign(&self.key, other, url)),
+                ]
+            }
+            Proof::OtherUrl => {
+                let other = format!("{}/elsewhere", url.trim_end_matches('/'));
+                vec![
+                    ("authorization", dpop),
+                    ("dpop", sign(&self.key, method, &other)),
+                ]
+            }
+            Proof::OtherKey => {
+                let stranger =
+                    DpopKey::generate(auth_core::Algorithm::ES256).expect("generating a DPoP key");
+                vec![
+                    ("authorization", dpop),
+                    ("dpop", sign(&stranger, method, url)),
+                ]
+            }
+            Proof::Missing => vec![("authorization", dpop)],
+            Proof::AsBearer => vec![("authorization", format!("Bearer {}", self.token))],
+        }
+    }
+
+    /// How many times the call is sent with the same headers (the last answer counts).
+    pub fn sends(&self) -> usize {
+        if self.proof == Proof::Replayed { 2 } else { 1 }
+    }
+}
+
+/// The proof verifier of every matrix gate (one replay cache for the whole run: every proof
+/// is made for one call).
+fn dpop_verifier() -> DpopVerifier {
+    static VERIFIER: LazyLock<DpopVerifier> = LazyLock::new(|| {
+        DpopVerifier::builder()
+            .build()
+            .expect("the default DPoP verifier")
+    });
+    VERIFIER.clone()
+}
+
+/// The gate every matrix server uses: `authenticator` with the matrix's realm, accepting
+/// DPoP-bound tokens.
+pub fn gate(authenticator: impl auth_core::Authenticator) -> GateBuilder {
+    Gate::builder(authenticator)
+        .realm(REALM)
+        .dpop(dpop_verifier())
 }
 
 /// The framework-neutral result of one call.
@@ -563,7 +686,7 @@ pub fn scenarios(setup: &Setup) -> Vec<Scenario> {
             "optional, valid token",
             Target::Optional,
             tok(Value::Null),
-            Outcome::Ok(sub),
+            Outcome::Ok(sub.clone()),
         ),
         (
             "optional, bad token",
@@ -662,6 +785,65 @@ pub fn scenarios(setup: &Setup) -> Vec<Scenario> {
             Outcome::Forbidden(None),
         ),
     ];
+    let key = Arc::new(DpopKey::generate(auth_core::Algorithm::ES256).expect("a DPoP key"));
+    let bound = i.mint(json!({ "cnf": { "jkt": key.jkt() } }));
+    let dpop = |proof| {
+        Credential::Dpop(DpopCall {
+            token: bound.clone(),
+            key: key.clone(),
+            proof,
+        })
+    };
+    rows.extend([
+        (
+            "DPoP, valid proof",
+            Target::WhoAmI,
+            dpop(Proof::Valid),
+            Outcome::Ok(sub.clone()),
+        ),
+        (
+            "DPoP, replayed proof",
+            Target::WhoAmI,
+            dpop(Proof::Replayed),
+            Outcome::InvalidToken,
+        ),
+        (
+            "DPoP, proof for another method",
+            Target::WhoAmI,
+            dpop(Proof::OtherMethod),
+            Outcome::InvalidToken,
+        ),
+        (
+            "DPoP, proof for another URL",
+            Target::WhoAmI,
+            dpop(Proof::OtherUrl),
+            Outcome::InvalidToken,
+        ),
+        (
+            "DPoP, proof signed by another key",
+            Target::WhoAmI,
+            dpop(Proof::OtherKey),
+            Outcome::InvalidToken,
+        ),
+        (
+            "DPoP, no proof",
+            Target::WhoAmI,
+            dpop(Proof::Missing),
+            Outcome::InvalidToken,
+        ),
+        (
+            "DPoP-bound token sent as Bearer",
+            Target::WhoAmI,
+            dpop(Proof::AsBearer),
+            Outcome::InvalidToken,
+        ),
+        (
+            "DPoP, valid proof, scope checked",
+            Target::Admin,
+            dpop(Proof::Valid),
+            Outcome::Forbidden(Some("admin".into())),
+        ),
+    ]);
     rows.drain(..)
         .map(|(name, target, credential, expect)| Scenario {
             name,
@@ -885,11 +1067,14 @@ pub fn classify_challenge(
     let Some(ch) = challenge else {
         return Outcome::Other(format!("{kind} without a challenge"));
     };
-    // A refused API key is challenged with its own scheme, in the same shape.
-    if !(ch.starts_with("Bearer") || ch.starts_with("ApiKey")) {
+    // A refused API key is challenged with its own scheme, in the same shape; a refused DPoP
+    // proof with the DPoP scheme alone.
+    if !(ch.starts_with("Bearer") || ch.starts_with("ApiKey") || ch.starts_with("DPoP")) {
         return Outcome::Other(format!("{kind}, challenge {ch}"));
     }
-    if ch.contains("error=\"invalid_request\"") {
+    if ch.starts_with("DPoP") && ch.contains("error=\"invalid_dpop_proof\"") {
+        Outcome::InvalidToken
+    } else if ch.contains("error=\"invalid_request\"") {
         Outcome::InvalidRequest
     } else if ch.contains("error=\"invalid_token\"") {
         Outcome::InvalidToken

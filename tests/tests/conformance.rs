@@ -131,6 +131,16 @@ async fn send(
                 req = req.header("authorization", format!("Bearer {t}"));
             }
         }
+        Credential::Dpop(call) => {
+            // The proof names the exact method and URL of this request.
+            let built = req.try_clone().unwrap().build()?;
+            for (name, value) in call.headers(built.method().as_str(), built.url().as_str()) {
+                req = req.header(name, value);
+            }
+            for _ in 1..call.sends() {
+                req.try_clone().unwrap().send().await?;
+            }
+        }
     }
     let res = req.send().await?;
     let header = |name: &str| {
@@ -267,8 +277,8 @@ struct Axum;
 
 /// The axum app with the standard targets, authenticating with `authn`.
 fn axum_app(authn: &Chain) -> Router {
-    let auth = AuthLayer::new(Gate::builder(authn.clone()).realm(REALM).build());
-    let optional = AuthLayer::new(Gate::builder(authn.clone()).realm(REALM).optional().build());
+    let auth = AuthLayer::new(matrix::gate(authn.clone()).build());
+    let optional = AuthLayer::new(matrix::gate(authn.clone()).optional().build());
     let subject = |p: Principal| async move { p.subject().to_owned() };
     let protected = Router::new()
         .route("/whoami", get(subject))
@@ -400,9 +410,8 @@ fn actix_app(authn: Chain) -> impl Fn(&mut actix_web::web::ServiceConfig) + Send
     use actix_web::web;
     use auth_actix::{AuthMiddleware, OptionalPrincipal, Principal};
     move |cfg: &mut web::ServiceConfig| {
-        let auth = AuthMiddleware::new(Gate::builder(authn.clone()).realm(REALM).build());
-        let optional =
-            AuthMiddleware::new(Gate::builder(authn.clone()).realm(REALM).optional().build());
+        let auth = AuthMiddleware::new(matrix::gate(authn.clone()).build());
+        let optional = AuthMiddleware::new(matrix::gate(authn.clone()).optional().build());
         let subject = |p: Principal| async move { p.subject().to_owned() };
         cfg.service(web::resource("/maybe").wrap(optional).route(web::get().to(
             |p: OptionalPrincipal| async move {
@@ -622,6 +631,7 @@ impl Running for TonicServers {
                     md.insert("x-api-key", value(k));
                     md.insert("authorization", value(&format!("Bearer {t}")));
                 }
+                Credential::Dpop(_) => {} // below, once the server (and so the URL) is known
             }
             let server = match target {
                 Target::WhoAmI | Target::Admin => &self.plain,
@@ -637,6 +647,26 @@ impl Running for TonicServers {
                 return Reply::of(Outcome::HandshakeRefused);
             };
             let mut client = DemoClient::new(channel);
+            if let Credential::Dpop(call) = credential {
+                // The proof names the method's URL (gRPC calls are POSTs).
+                let method = if *target == Target::Admin {
+                    "Admin"
+                } else {
+                    "WhoAmI"
+                };
+                let url = format!("http://{}/demo.v1.Demo/{method}", server.addr);
+                let headers = call.headers("POST", &url);
+                for (name, v) in &headers {
+                    request.metadata_mut().insert(*name, value(v));
+                }
+                for _ in 1..call.sends() {
+                    let mut earlier = tonic::Request::new(());
+                    for (name, v) in &headers {
+                        earlier.metadata_mut().insert(*name, value(v));
+                    }
+                    let _ = client.who_am_i(earlier).await;
+                }
+            }
             let result = match target {
                 Target::Admin => client.admin(request).await.map(|r| {
                     let (md, reply, _) = r.into_parts();
@@ -708,7 +738,7 @@ struct Tonic;
 
 /// The five tonic servers of [`TonicServers`], authenticating with `authn`, plain or over TLS.
 async fn tonic_servers(authn: Chain, tls: Option<(&ReloadingTls, &str)>) -> TonicServers {
-    let gate = || Gate::builder(authn.clone()).realm(REALM).build();
+    let gate = || matrix::gate(authn.clone()).build();
     let plain = grpc_server(
         gate(),
         PolicyMap::new().route("/demo.v1.Demo/Admin", Scopes::all(["admin"])),
@@ -728,7 +758,7 @@ async fn tonic_servers(authn: Chain, tls: Option<(&ReloadingTls, &str)>) -> Toni
     )
     .await;
     let optional = grpc_server(
-        Gate::builder(authn.clone()).realm(REALM).optional().build(),
+        matrix::gate(authn.clone()).optional().build(),
         PolicyMap::new(),
         tls,
     )
@@ -903,7 +933,7 @@ impl Running for GraphQlAxumServer {
 
 /// The GraphQL endpoint over axum, authenticating with `authn`.
 fn graphql_axum_app(authn: Chain) -> Router {
-    let gate = Gate::builder(authn).realm(REALM).optional().build();
+    let gate = matrix::gate(authn).optional().build();
     let graphql = auth_graphql::axum::GraphQl::new(schema::build(), gate);
     Router::new().route("/graphql", get(graphql.clone()).post(graphql))
 }
@@ -965,7 +995,7 @@ impl Running for GraphQlActixServer {
 /// The GraphQL endpoint over actix-web, authenticating with `authn` (made on the server's
 /// thread).
 fn graphql_actix_app(authn: Chain) -> impl Fn(&mut actix_web::web::ServiceConfig) + Send + Clone {
-    let gate = Gate::builder(authn).realm(REALM).optional().build();
+    let gate = matrix::gate(authn).optional().build();
     let graphql = auth_graphql::actix::GraphQl::new(schema::build(), gate);
     move |cfg: &mut actix_web::web::ServiceConfig| {
         cfg.service(graphql.clone().resource("/graphql"));

@@ -15,7 +15,7 @@
 //! cut-off plus the longest token lifetime). Expired entries no longer match and are dropped.
 //!
 //! Backends: [`MemoryDenylist`] (one process; bounded) and, with feature `redis`,
-//! [`redis::RedisDenylist`], shared by every replica (each keeps a local copy, so the check on
+//! `redis::RedisDenylist`, shared by every replica (each keeps a local copy, so the check on
 //! the request path never waits for the network).
 //!
 //! The check is cheap: with no entries it is one atomic load; otherwise a hash look-up of the
@@ -27,7 +27,7 @@
 //! use serde_json::json;
 //!
 //! let denylist = MemoryDenylist::new();
-//! let now = 1_700_000_000;
+//! let now = auth_core::clock::Clock::now_unix(&auth_core::clock::SystemClock);
 //! denylist.revoke(Revocation::jti("token-7"), now + 3600).unwrap();
 //!
 //! let claims = |jti: &str| auth_core::Claims::new(json!({"jti": jti, "iat": now}).as_object().unwrap().clone());

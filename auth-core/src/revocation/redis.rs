@@ -37,7 +37,7 @@
 //!     .connect()
 //!     .await?;
 //! // Log alice out everywhere: tokens issued before now, for the longest token lifetime (1 h).
-//! let now = 1_700_000_000;
+//! let now = auth_core::clock::Clock::now_unix(&auth_core::clock::SystemClock);
 //! denylist.revoke(Revocation::subject("alice", now), now + 3600).await?;
 //! // let gate = auth_core::Gate::builder(jwt).denylist(denylist).build();
 //! # Ok(()) }

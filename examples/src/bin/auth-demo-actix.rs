@@ -51,10 +51,8 @@ async fn run(args: ServeArgs) -> Result<(), Error> {
     let auth = AuthMiddleware::new(authn.gate().build());
     // GraphQL answers in GraphQL: its handler checks tokens itself, in optional mode, so that
     // anonymous requests reach public fields.
-    let graphql = auth_graphql::actix::GraphQl::new(
-        graphql_demo::build(),
-        authn.gate().optional().build(),
-    );
+    let graphql =
+        auth_graphql::actix::GraphQl::new(graphql_demo::build(), authn.gate().optional().build());
     let admin_only = auth.require(Scopes::all(["admin"]));
     let documents = trust.dev.as_ref().map(|d| (d.jwks(), d.discovery()));
 
