@@ -44,6 +44,8 @@ use std::time::Duration;
 
 #[cfg(feature = "jwks")]
 use crate::jwks::JwksCache;
+#[cfg(feature = "issuer")]
+use crate::rotation::KeyRotator;
 
 /// The largest leeway an issuer may be configured with.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
@@ -56,6 +58,10 @@ pub enum KeySource {
     /// Keys fetched from a JWKS URL (or found by OIDC discovery) and refreshed in the background.
     #[cfg(feature = "jwks")]
     Jwks(JwksCache),
+    /// The keys of a rotating ring ([`KeyRotator`]): read lock-free, reloaded from its store
+    /// (rate-limited) when a token names an unknown key.
+    #[cfg(feature = "issuer")]
+    Rotating(Arc<KeyRotator>),
 }
 
 impl fmt::Debug for KeySource {
@@ -64,6 +70,8 @@ impl fmt::Debug for KeySource {
             Self::Static(k) => f.debug_tuple("Static").field(k).finish(),
             #[cfg(feature = "jwks")]
             Self::Jwks(j) => f.debug_tuple("Jwks").field(j).finish(),
+            #[cfg(feature = "issuer")]
+            Self::Rotating(r) => f.debug_tuple("Rotating").field(r).finish(),
         }
     }
 }
@@ -74,6 +82,8 @@ impl KeySource {
             Self::Static(k) => k.clone(),
             #[cfg(feature = "jwks")]
             Self::Jwks(j) => j.keys(),
+            #[cfg(feature = "issuer")]
+            Self::Rotating(r) => r.key_set(),
         }
     }
 
@@ -87,6 +97,8 @@ impl KeySource {
                 .refresh_for_unknown_key()
                 .await
                 .map_err(|()| AuthError::Unavailable("the issuer's keys could not be fetched")),
+            #[cfg(feature = "issuer")]
+            Self::Rotating(r) => Ok(r.refresh_for_unknown_key().await),
         }
     }
 }
@@ -148,6 +160,13 @@ impl Issuer {
     #[cfg(feature = "jwks")]
     pub fn jwks(mut self, jwks: JwksCache) -> Self {
         self.keys = Some(KeySource::Jwks(jwks));
+        self
+    }
+
+    /// Trusts the keys of a rotating ring (next, current and retired keys).
+    #[cfg(feature = "issuer")]
+    pub fn rotating(mut self, rotator: Arc<KeyRotator>) -> Self {
+        self.keys = Some(KeySource::Rotating(rotator));
         self
     }
 

@@ -15,7 +15,8 @@
 //! - [`AuthError`] maps every outcome to HTTP, RFC 6750, gRPC and GraphQL answers, once.
 //!
 //! Features: `http` (default: [`HeaderSource`] for `http::HeaderMap`), `jwks` (remote keys),
-//! `issuer` (token signing), `api-keys` (API key format, stores, rate limits).
+//! `issuer` (token signing, signing-key rotation), `api-keys` (API key format, stores, rate
+//! limits).
 //!
 //! [`revocation`] holds the denylist the [`Gate`] consults on every request (in memory, or
 //! shared through Redis with feature `redis`).
@@ -62,6 +63,8 @@ pub mod jwt;
 pub mod keys;
 #[cfg(feature = "mtls")]
 pub mod mtls;
+#[cfg(feature = "issuer")]
+pub mod rotation;
 pub mod pkce;
 pub mod policy;
 pub mod principal;

@@ -714,14 +714,14 @@ async fn sqlite_store_migrates_a_version_one_database() {
         .unwrap();
         pool.close().await;
     }
-    // Connecting applies the second migration only; the key is kept.
+    // Connecting applies the later migrations only; the key is kept.
     let store = SqliteStore::connect(&db.url()).await.unwrap();
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
             .fetch_all(store.pool())
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     let old = store.get("old").await.unwrap().unwrap();
     assert!(old.limits.is_empty());
     store

@@ -489,6 +489,11 @@ mod sqlite_sql {
             "limits and usage",
             include_str!("../../migrations/sqlite/0002_limits_and_usage.sql"),
         ),
+        (
+            3,
+            "signing keys",
+            include_str!("../../migrations/sqlite/0003_signing_keys.sql"),
+        ),
     ];
     pub(super) const INSERT: &str = "INSERT INTO api_keys (id, tenant, name, secret_hash, \
         scopes, roles, metadata, created_at, expires_at, revoked_at, remaining_uses, \
@@ -543,6 +548,11 @@ mod postgres_sql {
             2,
             "limits and usage",
             include_str!("../../migrations/postgres/0002_limits_and_usage.sql"),
+        ),
+        (
+            3,
+            "signing keys",
+            include_str!("../../migrations/postgres/0003_signing_keys.sql"),
         ),
     ];
     pub(super) const INSERT: &str = "INSERT INTO api_keys (id, tenant, name, secret_hash, \

@@ -1,0 +1,25 @@
+-- Signing keys of a rotating issuer (auth_core::rotation, PostgresStore). Unqualified names:
+-- created in the store's schema. `private_key` holds PKCS#8 private keys: protect this
+-- database like a secret. Times in milliseconds since the Unix epoch.
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid                TEXT   NOT NULL PRIMARY KEY,   -- RFC 7638 thumbprint
+    alg                TEXT   NOT NULL,
+    private_key        BYTEA  NOT NULL,
+    state              TEXT   NOT NULL CHECK (state IN ('next', 'current', 'retired')),
+    created_at         BIGINT NOT NULL,
+    activate_at        BIGINT NOT NULL,
+    deactivated_at     BIGINT,
+    retire_at          BIGINT,
+    max_token_lifetime BIGINT NOT NULL                -- milliseconds
+);
+
+-- At most one `next` and one `current` key, whatever the writers do.
+CREATE UNIQUE INDEX IF NOT EXISTS signing_keys_one_per_state
+    ON signing_keys (state) WHERE state <> 'retired';
+
+-- The ring's generation: every change increments it, conditionally (optimistic concurrency).
+CREATE TABLE IF NOT EXISTS signing_key_ring (
+    id         INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    generation BIGINT  NOT NULL
+);
+INSERT INTO signing_key_ring (id, generation) VALUES (1, 0) ON CONFLICT DO NOTHING;
