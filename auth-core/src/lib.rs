@@ -16,7 +16,8 @@
 //!
 //! Features: `http` (default: [`HeaderSource`] for `http::HeaderMap`), `jwks` (remote keys),
 //! `issuer` (token signing, signing-key rotation), `api-keys` (API key format, stores, rate
-//! limits).
+//! limits), `oauth` (OAuth 2.0 client: token introspection for opaque tokens, client
+//! credentials for outgoing calls, revocation, server metadata).
 //!
 //! [`revocation`] holds the denylist the [`Gate`] consults on every request (in memory, or
 //! shared through Redis with feature `redis`).
@@ -63,13 +64,15 @@ pub mod jwt;
 pub mod keys;
 #[cfg(feature = "mtls")]
 pub mod mtls;
-#[cfg(feature = "issuer")]
-pub mod rotation;
+#[cfg(feature = "oauth")]
+pub mod oauth;
 pub mod pkce;
 pub mod policy;
 pub mod principal;
 pub mod ratelimit;
 pub mod revocation;
+#[cfg(feature = "issuer")]
+pub mod rotation;
 
 pub use authenticator::{Authenticator, BoxFuture, Chain, Check, Gate, Mode};
 pub use credentials::{

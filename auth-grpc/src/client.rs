@@ -4,7 +4,8 @@
 //! tonic's [`Interceptor`] is synchronous, so a [`TokenSource`] hands out a token it already
 //! holds: [`StaticToken`] a fixed one; a source that fetches tokens (OAuth 2.0 client
 //! credentials) keeps the current token in memory, refreshes it in the background ahead of
-//! expiry, and answers from that snapshot. A [`BearerToken`] is rendered once into a ready
+//! expiry, and answers from that snapshot: `ClientCredentialsSource` (feature `oauth`) does this
+//! over `auth_core::oauth::ClientCredentials`. A [`BearerToken`] is rendered once into a ready
 //! metadata value marked sensitive (HPACK never indexes it), so each call costs a reference
 //! count increment.
 //!
@@ -164,6 +165,118 @@ impl Interceptor for BearerInterceptor {
         let token = self.source.token()?;
         request.metadata_mut().insert("authorization", token.value);
         Ok(request)
+    }
+}
+
+/// A [`TokenSource`] over an OAuth 2.0 client credentials source (feature `oauth`): answers the
+/// token [`ClientCredentials`](auth_core::oauth::ClientCredentials) holds, without waiting.
+///
+/// The interceptor cannot wait for a token, so the source must hold one before the first call
+/// and be kept fresh: start its background refresh and prime it once.
+///
+/// - No token yet: the call fails with `UNAVAILABLE` ("no access token yet").
+/// - The token has expired and nothing refreshed it (no background refresh):
+///   `UNAUTHENTICATED`.
+/// - The token has expired and the token endpoint did not give a new one: `UNAVAILABLE` when
+///   the endpoint is unreachable or failing (retrying later may succeed), `UNAUTHENTICATED`
+///   when it refused the client (bad credentials, a scope it does not grant). The message is
+///   the source's error, which never contains a secret or a token.
+/// - A `DPoP` token (which needs proofs this interceptor does not make): `UNAUTHENTICATED`.
+///
+/// Each token is rendered into a [`BearerToken`] once and reused for every call until the next
+/// token arrives.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use auth_core::oauth::{ClientAuth, ClientCredentials};
+/// use auth_grpc::BearerInterceptor;
+/// use auth_grpc::client::ClientCredentialsSource;
+///
+/// let source = ClientCredentials::builder(
+///     "https://as.example/token",
+///     ClientAuth::secret_basic("reports-client", "s3cret"),
+/// )
+/// .scope("reports:read")
+/// .build()?;
+/// let _refresh = source.spawn_refresh()?;
+/// source.token().await?; // prime: the interceptor only answers what the source holds
+///
+/// let interceptor = BearerInterceptor::new(ClientCredentialsSource::new(source));
+/// // let client = ReportsClient::with_interceptor(channel, interceptor);
+/// # drop(interceptor); Ok(()) }
+/// ```
+#[cfg(feature = "oauth")]
+pub struct ClientCredentialsSource {
+    source: auth_core::oauth::ClientCredentials,
+    rendered: std::sync::RwLock<Option<(auth_core::oauth::AccessToken, BearerToken)>>,
+}
+
+#[cfg(feature = "oauth")]
+impl ClientCredentialsSource {
+    /// A token source answering from `source`.
+    pub fn new(source: auth_core::oauth::ClientCredentials) -> Self {
+        Self {
+            source,
+            rendered: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// The underlying client credentials source.
+    pub fn get_ref(&self) -> &auth_core::oauth::ClientCredentials {
+        &self.source
+    }
+
+    fn unavailable(&self) -> Status {
+        match self.source.last_error() {
+            Some(e) if e.last_error().is_refused() => Status::unauthenticated(e.to_string()),
+            Some(e) => Status::unavailable(e.to_string()),
+            None if self.source.last_token().is_some() => Status::unauthenticated(
+                "the access token expired and was not refreshed (start the source's background refresh with `spawn_refresh`)",
+            ),
+            None => Status::unavailable(
+                "no access token yet: the client credentials source has not obtained one (prime it with `token().await` before the first call)",
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "oauth")]
+impl fmt::Debug for ClientCredentialsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentialsSource")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "oauth")]
+impl TokenSource for ClientCredentialsSource {
+    fn token(&self) -> Result<BearerToken, Status> {
+        use auth_core::oauth::token_source::TokenType;
+        use std::sync::PoisonError;
+
+        let Some(current) = self.source.current() else {
+            return Err(self.unavailable());
+        };
+        if let Some((token, bearer)) =
+            &*self.rendered.read().unwrap_or_else(PoisonError::into_inner)
+            && token.same_as(&current)
+        {
+            return Ok(bearer.clone());
+        }
+        if current.token_type() != TokenType::Bearer {
+            return Err(Status::unauthenticated(format!(
+                "the token endpoint issued a `{}` token; only bearer tokens can be sent",
+                current.token_type()
+            )));
+        }
+        let bearer = BearerToken::new(current.secret())
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        *self
+            .rendered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some((current, bearer.clone()));
+        Ok(bearer)
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`RequireLayer`] adds a route-level policy (scopes).
 //! - With the `axum` feature (default): the extractors [`Principal`], `Option<Principal>` and
 //!   [`Claims<T>`].
+//! - With the `client` feature: `client::ClientCredentialsLayer` adds OAuth 2.0 client
+//!   credentials tokens to the requests of an HTTP client service.
 //!
 //! The layer is generic over request and response bodies (any response body that is
 //! `From<Bytes>`, as axum's is). This crate only translates: all verification lives in
@@ -33,6 +35,8 @@
 //! ```
 
 mod attributes;
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;
