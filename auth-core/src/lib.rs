@@ -12,15 +12,14 @@
 //! - [`Gate`] ties an [`Authenticator`], a [`Policy`] and an [`audit::AuditSink`] together
 //!   for adapters.
 //! - [`dpop`] verifies RFC 9449 DPoP proofs (replay cache, nonces, `cnf.jkt` token binding).
+//! - [`revocation`] holds the denylist the [`Gate`] consults on every request (in memory, or
+//!   shared through Redis with feature `redis`).
 //! - [`AuthError`] maps every outcome to HTTP, RFC 6750, gRPC and GraphQL answers, once.
 //!
 //! Features: `http` (default: [`HeaderSource`] for `http::HeaderMap`), `jwks` (remote keys),
 //! `issuer` (token signing, signing-key rotation), `api-keys` (API key format, stores, rate
 //! limits), `oauth` (OAuth 2.0 client: token introspection for opaque tokens, client
 //! credentials for outgoing calls, revocation, server metadata).
-//!
-//! [`revocation`] holds the denylist the [`Gate`] consults on every request (in memory, or
-//! shared through Redis with feature `redis`).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {

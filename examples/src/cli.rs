@@ -30,7 +30,7 @@
 //! assert!(matches!(cli.command, Some(Command::Token(ref t)) if t.sub == "bob"));
 //! ```
 
-use crate::dev_issuer::{AUDIENCE, DevIssuer};
+use crate::dev_issuer::{AUDIENCE, DevIssuer, StoreLocation};
 use crate::duration::parse_duration;
 use auth_core::apikey::ApiKeys;
 use auth_core::apikey::redis::{FailMode, RedisLimiter};
@@ -41,7 +41,9 @@ use auth_core::jwt::{Issuer, Jwt};
 use auth_core::mtls::Mtls;
 use auth_core::mtls::mapping::IdentityMapping;
 use auth_core::mtls::server::{ClientAuth, ReloadingTls, TlsFiles};
+use auth_core::oauth::{Introspection, JwtOrOpaque};
 use auth_core::revocation::Denylist;
+use auth_core::rotation::RotationPolicy;
 use auth_core::{Gate, authenticator::GateBuilder};
 use clap::{Args, Subcommand, ValueEnum};
 use std::fmt;
@@ -98,7 +100,8 @@ pub struct Common {
     /// Address to listen on; also names the development issuer (`http://ADDR`).
     #[arg(long, env = "AUTH_DEMO_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Where the development issuer keeps its key.
+    /// The state directory: the development issuer's keys are in its `auth.db` unless
+    /// --database-url names another store.
     #[arg(long, env = "AUTH_DEMO_STATE_DIR", default_value = ".auth-demo")]
     pub state_dir: PathBuf,
 }
@@ -119,9 +122,35 @@ pub struct ServeArgs {
     /// Expected `aud` of tokens from the matching --jwks-url (one value applies to all).
     #[arg(long, env = "AUTH_DEMO_AUDIENCE", value_delimiter = ',')]
     pub audience: Vec<String>,
+    /// Accept opaque tokens too, checked at this RFC 7662 introspection endpoint with
+    /// --client-id and --client-secret (JWTs stay verified locally); answers are cached
+    /// (10 000 tokens, 60 s at most).
+    #[arg(long, env = "AUTH_DEMO_INTROSPECTION_URL", requires_all = ["client_id", "client_secret"])]
+    pub introspection_url: Option<String>,
+    /// This server's client id at the authorization server (--introspection-url).
+    #[arg(long, env = "AUTH_DEMO_CLIENT_ID", requires = "introspection_url")]
+    pub client_id: Option<String>,
+    /// This server's client secret at the authorization server (--introspection-url).
+    #[arg(
+        long,
+        env = "AUTH_DEMO_CLIENT_SECRET",
+        requires = "introspection_url",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<Secret>,
     /// Log format.
     #[arg(long, env = "AUTH_DEMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Rotate the development issuer's signing key this often (e.g. 24h, 2s): the next key is
+    /// published in /.well-known/jwks.json before it signs, the old one until the tokens it
+    /// signed have expired. Off by default (the key is kept). Keys live in the key store
+    /// (--database-url), shared by every `serve` using it.
+    #[arg(long, env = "AUTH_DEMO_ROTATE_KEYS_EVERY", value_parser = parse_duration)]
+    pub rotate_keys_every: Option<Duration>,
+    /// The longest lifetime of the development issuer's tokens (`token --ttl` at most this,
+    /// recorded with each new key); retired keys stay published this long, plus 60 s.
+    #[arg(long, env = "AUTH_DEMO_MAX_TOKEN_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub max_token_ttl: Duration,
     /// Where API keys are kept (`sqlite://PATH` or `postgres://...`), and Redis for limits.
     #[command(flatten)]
     pub store: crate::keys::StoreArgs,
@@ -159,6 +188,45 @@ pub struct ServeArgs {
     /// with a token or an API key instead).
     #[arg(long, env = "AUTH_DEMO_REQUIRE_CLIENT_CERT", requires = "client_ca")]
     pub require_client_cert: bool,
+}
+
+/// A secret command-line value, redacted in `Debug` output.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// The introspection authenticator of `--introspection-url`, if given: client_secret_basic
+/// authentication, answers cached for 10 000 tokens and at most 60 s.
+///
+/// # Errors
+///
+/// When the URL is not acceptable (`https://`, or `http://` on loopback).
+pub fn introspection(args: &ServeArgs) -> Result<Option<Introspection>, Error> {
+    let (Some(url), Some(id), Some(secret)) = (
+        &args.introspection_url,
+        &args.client_id,
+        &args.client_secret,
+    ) else {
+        return Ok(None);
+    };
+    let opaque = Introspection::builder(url)
+        .client_auth(auth_core::oauth::ClientAuth::secret_basic(id, &secret.0))
+        .cache(10_000, Duration::from_secs(60))
+        .build()
+        .map_err(|e| format!("--introspection-url: {e}"))?;
+    Ok(Some(opaque))
 }
 
 /// How often `serve` looks for changed TLS files.
@@ -206,6 +274,15 @@ pub struct TokenArgs {
     /// connection presenting that certificate (RFC 8705).
     #[arg(long)]
     pub bind_cert: Option<PathBuf>,
+    /// The key store holding the development issuer's keys (`token` does not read
+    /// --database-url or `DATABASE_URL`). Default: the store the last `serve` on --state-dir
+    /// used, else `sqlite://STATE_DIR/auth.db`.
+    #[arg(long, env = "AUTH_DEMO_ISSUER_STORE")]
+    pub issuer_store: Option<String>,
+    /// With a PostgreSQL --issuer-store: the schema of the key tables (the --database-schema
+    /// of that `serve`).
+    #[arg(long, env = "AUTH_DEMO_ISSUER_STORE_SCHEMA")]
+    pub issuer_store_schema: Option<String>,
 }
 
 /// The log format.
@@ -247,17 +324,36 @@ pub fn reachable(local: SocketAddr) -> SocketAddr {
 ///
 /// # Errors
 ///
-/// When `--ttl` is out of range, or the issuer's key cannot be loaded, stored or used.
+/// When `--ttl` is out of range (above 24h or the issuer's longest token lifetime), or the
+/// issuer's key store cannot be opened or used.
 pub fn mint(args: &TokenArgs) -> Result<String, Error> {
     if args.ttl > MAX_TTL || args.ttl.is_zero() {
         return Err("--ttl must be between 1s and 24h".into());
     }
-    let issuer = DevIssuer::load_or_create(&args.common.state_dir, issuer_id(&args.common.listen))?;
     let binding = match &args.bind_cert {
         Some(path) => Some(certificate_sha256(path)?),
         None => None,
     };
-    Ok(issuer.mint_bound(&args.sub, &args.scope, args.ttl, binding.as_ref())?)
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let state_dir = &args.common.state_dir;
+        let store = StoreLocation::for_token(
+            args.issuer_store.as_deref(),
+            args.issuer_store_schema.as_deref(),
+            state_dir,
+        )
+        .open()
+        .await?;
+        // Signs with the store's current key; rotating is the business of `serve`.
+        let policy = RotationPolicy::never().max_token_lifetime(MAX_TTL);
+        let issuer =
+            DevIssuer::open(store, state_dir, issuer_id(&args.common.listen), policy).await?;
+        issuer
+            .mint_bound(&args.sub, &args.scope, args.ttl, binding.as_ref())
+            .map_err(|e| format!("--ttl: {e}").into())
+    })
 }
 
 /// The SHA-256 thumbprint of the first certificate in the PEM file at `path`.
@@ -309,13 +405,15 @@ impl fmt::Debug for Trust {
 }
 
 /// Builds what `serve` trusts from its arguments. External issuers' key caches start their
-/// background refresh: call this inside the server's Tokio runtime.
+/// background refresh, and so does the development issuer's key rotation: call this inside
+/// the server's Tokio runtime.
 ///
 /// # Errors
 ///
-/// When the flags do not pair up, the development key cannot be loaded or created, or a
-/// verifier cannot be built (e.g. a JWKS URL that is not https).
-pub fn trust(args: &ServeArgs) -> Result<Trust, Error> {
+/// When the flags do not pair up, the development issuer's key store cannot be opened, its
+/// rotation settings are unusable, or a verifier cannot be built (e.g. a JWKS URL that is
+/// not https).
+pub async fn trust(args: &ServeArgs) -> Result<Trust, Error> {
     if !args.jwks_url.is_empty() {
         return Ok(Trust {
             jwt: external_issuers(args)?,
@@ -326,10 +424,7 @@ pub fn trust(args: &ServeArgs) -> Result<Trust, Error> {
     if !args.issuer.is_empty() || !args.audience.is_empty() {
         return Err("--issuer and --audience go with --jwks-url".into());
     }
-    let issuer = Arc::new(DevIssuer::load_or_create(
-        &args.common.state_dir,
-        issuer_id(&args.common.listen),
-    )?);
+    let issuer = Arc::new(dev_issuer(args).await?);
     Ok(Trust {
         jwt: dev_jwt(&issuer)?,
         dev: Some(issuer),
@@ -337,19 +432,58 @@ pub fn trust(args: &ServeArgs) -> Result<Trust, Error> {
     })
 }
 
-/// A verifier for the development issuer's tokens: its key, its `iss`, audience
+/// The development issuer of `serve`: its keys in the key store of `--database-url` (or
+/// `<state-dir>/auth.db` by default), rotated every `--rotate-keys-every` if given, and
+/// reloaded in the background (so keys another `serve` rotated are seen in time).
+///
+/// # Errors
+///
+/// When the key store cannot be opened or the rotation settings are unusable.
+pub async fn dev_issuer(args: &ServeArgs) -> Result<DevIssuer, Error> {
+    let policy = match args.rotate_keys_every {
+        Some(every) => RotationPolicy::every(every),
+        None => RotationPolicy::never(),
+    }
+    .max_token_lifetime(args.max_token_ttl);
+    let location = StoreLocation::for_serve(
+        &args.store.database_url,
+        args.store.database_schema.as_deref(),
+        &args.common.state_dir,
+    );
+    let store = location.open().await?;
+    // For `token --state-dir` to sign with these keys.
+    location.remember(&args.common.state_dir)?;
+    let issuer = DevIssuer::open(
+        store,
+        &args.common.state_dir,
+        issuer_id(&args.common.listen),
+        policy,
+    )
+    .await
+    .map_err(|e| format!("{e} (see --rotate-keys-every and --max-token-ttl)"))?;
+    // A tick also reloads: a quarter of the rotation interval, at most 10 s.
+    let tick = args
+        .rotate_keys_every
+        .map_or(Duration::from_secs(10), |every| every / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(10));
+    issuer.spawn(tick);
+    Ok(issuer)
+}
+
+/// A verifier for the development issuer's tokens: its key ring (next, current and retired
+/// keys, reloaded from the store when a token names an unknown key), its `iss`, audience
 /// [`AUDIENCE`], and the RFC 9068 access-token profile.
 ///
 /// # Errors
 ///
-/// When the verifier cannot be built from the issuer's key.
+/// When the verifier cannot be built.
 pub fn dev_jwt(issuer: &DevIssuer) -> Result<Jwt, Error> {
     Ok(Jwt::builder()
         .issuer(
             Issuer::new(issuer.issuer())
                 .audience(AUDIENCE)
                 .rfc9068()
-                .keys(issuer.key_set()?),
+                .rotating(issuer.rotator().clone()),
         )
         .build()?)
 }
@@ -458,9 +592,11 @@ pub async fn authenticator(args: &ServeArgs, trust: &Trust) -> Result<Authn, Err
         keys = keys.limiter(Arc::new(limiter));
     }
     let keys = keys.build()?;
-    let mut chain = auth_core::Chain::new()
-        .with(trust.jwt.clone())
-        .with(keys.clone());
+    let chain = match introspection(args)? {
+        Some(opaque) => auth_core::Chain::new().with(JwtOrOpaque::new(trust.jwt.clone(), opaque)),
+        None => auth_core::Chain::new().with(trust.jwt.clone()),
+    };
+    let mut chain = chain.with(keys.clone());
     let mtls = if args.client_ca.is_empty() {
         None
     } else {
@@ -551,7 +687,8 @@ pub fn keys(
 }
 
 /// The lines `serve` prints once it listens at `reach`: where, and with the development issuer
-/// a `curl` line with a fresh 15-minute token for `alice` (scopes `read admin`).
+/// a `curl` line with a fresh token for `alice` (scopes `read admin`) valid 15 minutes, or the
+/// issuer's longest token lifetime if shorter.
 ///
 /// # Errors
 ///
@@ -582,7 +719,8 @@ pub fn banner_for(
     };
     let mut out = match &trust.dev {
         Some(issuer) => {
-            let token = issuer.mint("alice", "read admin", Duration::from_secs(900))?;
+            let ttl = Duration::from_secs(900).min(issuer.max_token_lifetime());
+            let token = issuer.mint("alice", "read admin", ttl)?;
             format!(
                 "auth-demo is listening on {scheme}://{reach} (issuer {}). Try:\n\
                  curl -s{cacert} -H 'Authorization: Bearer {token}' {scheme}://{reach}/whoami",
@@ -626,20 +764,23 @@ mod tests {
         <Cli as clap::Parser>::try_parse_from(args).unwrap().serve
     }
 
-    #[test]
-    fn external_issuer_flags_must_pair_up() {
+    #[tokio::test]
+    async fn external_issuer_flags_must_pair_up() {
         let err = trust(&serve_args(&[
             "--jwks-url",
             "https://a.example/jwks,https://b.example/jwks",
             "--issuer",
             "https://a.example",
         ]))
+        .await
         .unwrap_err();
         assert_eq!(
             err.to_string(),
             "2 --jwks-url but 1 --issuer: give one issuer per JWKS URL"
         );
-        let err = trust(&serve_args(&["--issuer", "https://a.example"])).unwrap_err();
+        let err = trust(&serve_args(&["--issuer", "https://a.example"]))
+            .await
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "--issuer and --audience go with --jwks-url"

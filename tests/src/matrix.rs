@@ -34,6 +34,7 @@
 //! unknown CA, revoked) is [`Outcome::HandshakeRefused`], whatever the framework. The plain
 //! scenarios keep running against the plain server.
 
+use crate::fixtures::authz_server::AuthzServer;
 use crate::fixtures::issuer::{TestIssuer, now};
 pub use crate::pki::{ALPHA, BETA, ClientCert, Pki};
 use auth_core::apikey::ApiKeys;
@@ -46,6 +47,7 @@ use auth_core::keys::KeySet;
 use auth_core::mtls::Mtls;
 use auth_core::mtls::mapping::IdentityMapping;
 use auth_core::mtls::server::ReloadingTls;
+use auth_core::oauth::{ClientAuth, Introspection, JwtOrOpaque};
 use auth_core::policy::{PolicySet, Roles, Rule};
 use auth_core::{Chain, Gate};
 use serde_json::{Value, json};
@@ -360,7 +362,18 @@ pub struct Setup {
     pub pki: Pki,
     /// The one TLS configuration every TLS server serves with (over [`Setup::pki`]'s files).
     pub tls: ReloadingTls,
+    /// The authorization server of the opaque tokens.
+    pub authz: AuthzServer,
+    /// Introspects opaque tokens at [`Setup::authz`] for every server (one cache, answers kept
+    /// at most [`OPAQUE_CACHE_TTL`]).
+    pub introspection: Introspection,
 }
+
+/// How long a server keeps an introspection answer.
+pub const OPAQUE_CACHE_TTL: Duration = Duration::from_secs(1);
+/// The matrix servers' client at [`Setup::authz`].
+const RS_CLIENT: &str = "matrix-api";
+const RS_SECRET: &str = "matrix-api-secret";
 
 /// The API keys of the scenarios (each also stored, as the scenario needs it). Pairs are
 /// `(key, id)`; the id is the subject servers answer. Every key is of tenant `acme`.
@@ -472,9 +485,19 @@ impl Setup {
         }
         let pki = Pki::new();
         let tls = pki.server_tls();
+        let authz = AuthzServer::start().await;
+        authz.add_client(RS_CLIENT, RS_SECRET);
+        let introspection = Introspection::builder(authz.introspection_url())
+            .client_auth(ClientAuth::secret_basic(RS_CLIENT, RS_SECRET))
+            .cache(10_000, OPAQUE_CACHE_TTL)
+            .dangerous_allow_http()
+            .build()
+            .expect("matrix introspection");
         Self {
             pki,
             tls,
+            authz,
+            introspection,
             issuer: TestIssuer::new(ISSUER, AUDIENCE),
             api_keys,
             keys: MatrixKeys {
@@ -493,10 +516,18 @@ impl Setup {
         }
     }
 
-    /// What every server authenticates with: the issuer's tokens ([`Setup::jwt`]) and the
-    /// scenarios' API keys, side by side.
+    /// What every server authenticates with: the issuer's tokens ([`Setup::jwt`]), opaque
+    /// tokens introspected at [`Setup::authz`], and the scenarios' API keys, side by side.
     pub fn authenticator(&self) -> Chain {
-        Chain::new().with(self.jwt()).with(self.api_keys.clone())
+        Chain::new()
+            .with(JwtOrOpaque::new(self.jwt(), self.introspection.clone()))
+            .with(self.api_keys.clone())
+    }
+
+    /// An opaque token of [`TestIssuer::SUBJECT`] with `scope`, valid for five minutes.
+    pub fn opaque(&self, scope: &str) -> String {
+        self.authz
+            .issue_token(TestIssuer::SUBJECT, scope, Duration::from_secs(300))
     }
 
     /// What every TLS server authenticates with: [`Setup::authenticator`], then the client
@@ -785,6 +816,40 @@ pub fn scenarios(setup: &Setup) -> Vec<Scenario> {
             Outcome::Forbidden(None),
         ),
     ];
+    let revoked_opaque = setup.opaque("read");
+    setup.authz.revoke(&revoked_opaque);
+    rows.extend([
+        (
+            "opaque token",
+            Target::WhoAmI,
+            Credential::Bearer(setup.opaque("read")),
+            Outcome::Ok(sub.clone()),
+        ),
+        (
+            "opaque token with the admin scope",
+            Target::Admin,
+            Credential::Bearer(setup.opaque("read admin")),
+            Outcome::Ok(sub.clone()),
+        ),
+        (
+            "opaque token without the admin scope",
+            Target::Admin,
+            Credential::Bearer(setup.opaque("read")),
+            Outcome::Forbidden(Some("admin".into())),
+        ),
+        (
+            "opaque token unknown to the authorization server",
+            Target::WhoAmI,
+            Credential::Bearer("bm90LWEtcmVhbC10b2tlbg".into()),
+            Outcome::InvalidToken,
+        ),
+        (
+            "opaque token revoked at the authorization server",
+            Target::WhoAmI,
+            Credential::Bearer(revoked_opaque),
+            Outcome::InvalidToken,
+        ),
+    ]);
     let key = Arc::new(DpopKey::generate(auth_core::Algorithm::ES256).expect("a DPoP key"));
     let bound = i.mint(json!({ "cnf": { "jkt": key.jkt() } }));
     let dpop = |proof| {
@@ -1092,6 +1157,49 @@ pub fn classify_challenge(
     }
 }
 
+/// An opaque token through one framework: repeated requests introspect it once (the cache
+/// answers), and once revoked at the authorization server it is refused when its cache entry
+/// ends ([`OPAQUE_CACHE_TTL`]), within a bound.
+async fn opaque_lifecycle(name: &str, server: &dyn Running, setup: &Setup) -> Vec<String> {
+    let mut failures = Vec::new();
+    let token = setup.opaque("read");
+    let credential = Credential::Bearer(token.clone());
+    let want = Outcome::Ok(TestIssuer::SUBJECT.to_owned());
+    for _ in 0..5 {
+        let got = server.call(&Target::WhoAmI, &credential).await;
+        if got != want {
+            failures.push(format!(
+                "{name}: opaque token: expected {want:?}, got {got:?}"
+            ));
+            return failures;
+        }
+    }
+    let n = setup.authz.introspections_of(&token);
+    if n != 1 {
+        failures.push(format!(
+            "{name}: opaque token introspected {n} times for 5 requests (expected once)"
+        ));
+    }
+    setup.authz.revoke(&token);
+    let started = std::time::Instant::now();
+    let bound = OPAQUE_CACHE_TTL * 2 + Duration::from_secs(2);
+    loop {
+        let got = server.call(&Target::WhoAmI, &credential).await;
+        if got == Outcome::InvalidToken {
+            break;
+        }
+        if started.elapsed() > bound {
+            failures.push(format!(
+                "{name}: opaque token revoked at the authorization server still accepted after \
+                 {bound:?} (got {got:?})"
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    failures
+}
+
 /// Runs every scenario against `framework`: the plain scenarios and rate-limit checks against
 /// its plain server, the mTLS scenarios against its TLS server.
 pub async fn run(framework: &dyn Framework, setup: &Setup) -> Results {
@@ -1126,6 +1234,7 @@ pub async fn run(framework: &dyn Framework, setup: &Setup) -> Results {
             ));
         }
     }
+    failures.extend(opaque_lifecycle(framework.name(), server.as_ref(), setup).await);
     drop(server);
     let mut results = Results { failures };
     let tls = framework.start_tls(setup).await;

@@ -602,6 +602,45 @@ async fn authorization_server_token_endpoint_follows_rfc_6749() {
 }
 
 #[tokio::test]
+async fn demo_serve_accepts_opaque_tokens_with_introspection_flags() {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: auth_examples::cli::ServeArgs,
+    }
+    let authz = authz().await;
+    let url = authz.introspection_url();
+    let parse = |extra: &[&str]| {
+        let args = ["auth-demo", "--listen", "127.0.0.1:0"].iter().chain(extra);
+        <Cli as clap::Parser>::try_parse_from(args).map(|c| c.serve)
+    };
+    // All three flags go together.
+    assert!(parse(&["--introspection-url", &url, "--client-id", RS_ID]).is_err());
+    let args = parse(&[
+        "--introspection-url",
+        &url,
+        "--client-id",
+        RS_ID,
+        "--client-secret",
+        RS_SECRET,
+    ])
+    .unwrap();
+    assert!(!format!("{args:?}").contains(RS_SECRET));
+    let opaque = auth_examples::cli::introspection(&args).unwrap().unwrap();
+    let token = authz.issue_token("pat", "read", Duration::from_secs(300));
+    assert_eq!(opaque.introspect(&token).await.unwrap().subject(), "pat");
+    // Cached in the demo.
+    assert!(opaque.introspect(&token).await.is_ok());
+    assert_eq!(authz.introspections_of(&token), 1);
+
+    assert!(
+        auth_examples::cli::introspection(&parse(&[]).unwrap())
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
 async fn authorization_server_refresh_grant_rotates() {
     let authz = authz().await;
     authz.add_client("app", "app-secret");

@@ -46,7 +46,7 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
 
 async fn run(args: ServeArgs) -> Result<(), Error> {
     let addr = cli::listen_addr(&args.common.listen)?;
-    let trust = cli::trust(&args)?;
+    let trust = cli::trust(&args).await?;
     let authn = cli::authenticator(&args, &trust).await?;
     let auth = AuthMiddleware::new(authn.gate().build());
     // GraphQL answers in GraphQL: its handler checks tokens itself, in optional mode, so that
@@ -54,15 +54,19 @@ async fn run(args: ServeArgs) -> Result<(), Error> {
     let graphql =
         auth_graphql::actix::GraphQl::new(graphql_demo::build(), authn.gate().optional().build());
     let admin_only = auth.require(Scopes::all(["admin"]));
-    let documents = trust.dev.as_ref().map(|d| (d.jwks(), d.discovery()));
+    let documents = trust.dev.as_ref().map(|d| (d.clone(), d.discovery()));
 
     let app = move || {
         let mut app = App::new()
             .route("/healthz", get().to(healthz))
             .service(graphql.clone().resource("/graphql"));
-        if let Some((jwks, discovery)) = documents.clone() {
+        if let Some((dev, discovery)) = documents.clone() {
+            // The JWKS as of each request: keys rotate.
             app = app
-                .route("/.well-known/jwks.json", get().to(document(jwks)))
+                .route(
+                    "/.well-known/jwks.json",
+                    get().to(move || std::future::ready(web::Json(dev.jwks()))),
+                )
                 .route(
                     "/.well-known/openid-configuration",
                     get().to(document(discovery)),

@@ -71,12 +71,13 @@ fn app(trust: &cli::Trust, authn: &cli::Authn) -> Router {
         .route("/healthz", get(|| async { Json(routes::healthz()) }))
         .route("/graphql", get(graphql.clone()).post(graphql))
         .route_service("/demo.v1.Demo/{*method}", grpc);
-    if let Some(dev) = &trust.dev {
-        let (jwks, discovery) = (dev.jwks(), dev.discovery());
+    if let Some(dev) = trust.dev.clone() {
+        let discovery = dev.discovery();
+        // The JWKS as of each request: keys rotate.
         open = open
             .route(
                 "/.well-known/jwks.json",
-                get(move || async move { Json(jwks) }),
+                get(move || std::future::ready(Json(dev.jwks()))),
             )
             .route(
                 "/.well-known/openid-configuration",
@@ -88,7 +89,7 @@ fn app(trust: &cli::Trust, authn: &cli::Authn) -> Router {
 
 async fn run(args: ServeArgs) -> Result<(), Error> {
     let addr = cli::listen_addr(&args.common.listen)?;
-    let trust = cli::trust(&args)?;
+    let trust = cli::trust(&args).await?;
     let tls = cli::tls(&args)?;
     let authn = cli::authenticator(&args, &trust).await?;
     let app = app(&trust, &authn);
