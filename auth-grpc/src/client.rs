@@ -181,7 +181,12 @@ impl Interceptor for BearerInterceptor {
 ///   the endpoint is unreachable or failing (retrying later may succeed), `UNAUTHENTICATED`
 ///   when it refused the client (bad credentials, a scope it does not grant). The message is
 ///   the source's error, which never contains a secret or a token.
-/// - A `DPoP` token (which needs proofs this interceptor does not make): `UNAUTHENTICATED`.
+/// - A `DPoP` token: `UNAUTHENTICATED` ("the token endpoint issued a `DPoP` token; only bearer
+///   tokens can be sent"). A DPoP proof names the request's method and URL (RFC 9449 section
+///   7), and a tonic interceptor does not see the URI of the call, so this source cannot send
+///   DPoP-bound tokens: do not build the source with `ClientCredentialsBuilder::dpop` for gRPC
+///   calls (a source with a DPoP key only ever holds `DPoP` tokens). For HTTP clients,
+///   auth-tower's `ClientCredentialsLayer` makes the proofs.
 ///
 /// Each token is rendered into a [`BearerToken`] once and reused for every call until the next
 /// token arrives.

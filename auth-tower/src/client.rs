@@ -1,6 +1,7 @@
 //! Outgoing requests (feature `client`): [`ClientCredentialsLayer`] adds
 //! `authorization: Bearer <token>` to every request of an HTTP client service, with tokens from
-//! an OAuth 2.0 client credentials source ([`ClientCredentials`]).
+//! an OAuth 2.0 client credentials source ([`ClientCredentials`]), or, for a source that
+//! obtains DPoP-bound tokens, `authorization: DPoP <token>` and a `DPoP` proof.
 //!
 //! - While the source holds a fresh token, [`AddBearer::call`] sets the header and calls the
 //!   inner service at once: no await, no allocation beyond the header value.
@@ -44,11 +45,52 @@
 //!
 //! reqwest is not a `tower::Service` of `http::Request`s; with reqwest, take the token from
 //! the source directly (`request.bearer_auth(source.token().await?.secret())`).
+//!
+//! # DPoP
+//!
+//! A source built with `ClientCredentialsBuilder::dpop(key)` obtains tokens bound to `key`
+//! (RFC 9449). For those the layer sets `authorization: DPoP <token>` and `dpop: <proof>`, a
+//! fresh proof signed with the source's key ([`ClientCredentials::dpop_key`]) for this request's
+//! method and URL, with the token's hash (`ath`); an existing `dpop` header is replaced. The
+//! proof needs the request's absolute URI (scheme and authority, as hyper-util's legacy client
+//! needs anyway): a relative one fails with [`AddBearerError::RelativeUri`] without sending.
+//!
+//! A resource server that requires its own DPoP nonces refuses a request without one (`401`,
+//! `use_dpop_nonce`, with a `DPoP-Nonce` header). The layer does **not** retry such a request
+//! (a request body cannot be replayed in general) and does not carry resource-server nonces:
+//! the refusal reaches the caller as the inner service's response. Token endpoint nonces are
+//! handled by the source (one retry, latest nonce kept).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use auth_core::Algorithm;
+//! use auth_core::dpop::DpopKey;
+//! use auth_core::oauth::{ClientAuth, ClientCredentials};
+//! use auth_tower::client::ClientCredentialsLayer;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! let source = ClientCredentials::builder(
+//!     "https://as.example/token",
+//!     ClientAuth::secret_basic("billing-client", "s3cret"),
+//! )
+//! .dpop(DpopKey::generate(Algorithm::ES256)?)
+//! .build()?;
+//! let mut client = ServiceBuilder::new()
+//!     .layer(ClientCredentialsLayer::new(source))
+//!     .service(Client::builder(TokioExecutor::new()).build_http::<String>());
+//! // Sent with `authorization: DPoP <token>` and a proof for `GET http://billing.internal/invoices`.
+//! let request = http::Request::get("http://billing.internal/invoices").body(String::new())?;
+//! let response = client.ready().await?.call(request).await?;
+//! # drop(response); Ok(()) }
+//! ```
 
+use auth_core::BuildError;
 use auth_core::oauth::token_source::TokenType;
 use auth_core::oauth::{AccessToken, ClientCredentials, TokenSourceError};
-use http::Request;
-use http::header::{AUTHORIZATION, HeaderValue};
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use http::{Request, Uri};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -86,8 +128,8 @@ impl<S> Layer<S> for ClientCredentialsLayer {
     }
 }
 
-/// Sets `authorization: Bearer <token>` on each request before passing it to the inner
-/// service. See the [module documentation](self).
+/// Sets `authorization: Bearer <token>` (or `DPoP <token>` with a `dpop` proof) on each request
+/// before passing it to the inner service. See the [module documentation](self).
 #[derive(Clone)]
 pub struct AddBearer<S> {
     inner: S,
@@ -136,9 +178,15 @@ impl<S: fmt::Debug> fmt::Debug for AddBearer<S> {
 pub enum AddBearerError<E> {
     /// No token could be obtained; the request was not sent.
     Token(TokenSourceError),
-    /// The token endpoint issued a token this layer cannot send as a bearer token (a `DPoP`
-    /// token needs proofs this layer does not make); the request was not sent.
+    /// The token endpoint issued a token this layer cannot send: a `DPoP` token from a source
+    /// without a DPoP key (no proof can be made; build the source with
+    /// `ClientCredentialsBuilder::dpop`); the request was not sent.
     UnsupportedTokenType(TokenType),
+    /// The token is DPoP-bound and the request URI is not absolute (no scheme or authority),
+    /// so no proof can name its URL; the request was not sent.
+    RelativeUri,
+    /// The DPoP proof could not be made (signing failed); the request was not sent.
+    DpopProof(BuildError),
     /// The inner service failed.
     Service(E),
 }
@@ -149,8 +197,12 @@ impl<E: fmt::Display> fmt::Display for AddBearerError<E> {
             Self::Token(e) => write!(f, "request not sent: {e}"),
             Self::UnsupportedTokenType(t) => write!(
                 f,
-                "request not sent: the token endpoint issued a `{t}` token; only bearer tokens can be sent"
+                "request not sent: the token endpoint issued a `{t}` token, which this source has no key to prove"
             ),
+            Self::RelativeUri => f.write_str(
+                "request not sent: a DPoP proof needs the absolute request URI (scheme and authority)",
+            ),
+            Self::DpopProof(e) => write!(f, "request not sent: DPoP proof: {e}"),
             Self::Service(e) => e.fmt(f),
         }
     }
@@ -163,16 +215,51 @@ where
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Token(e) => Some(e),
-            Self::UnsupportedTokenType(_) => None,
+            Self::UnsupportedTokenType(_) | Self::RelativeUri => None,
+            Self::DpopProof(e) => Some(e),
             Self::Service(e) => Some(e),
         }
     }
 }
 
-/// Sets the header from `token`.
-fn authorize<B, E>(req: &mut Request<B>, token: &AccessToken) -> Result<(), AddBearerError<E>> {
-    if token.token_type() != TokenType::Bearer {
-        return Err(AddBearerError::UnsupportedTokenType(token.token_type()));
+/// The `dpop` header.
+const DPOP: HeaderName = HeaderName::from_static("dpop");
+
+/// The URL a proof names: scheme, authority (without userinfo) and path; `None` for a relative
+/// URI.
+fn proof_url(uri: &Uri) -> Option<String> {
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?.as_str();
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    Some(format!("{scheme}://{host}{}", uri.path()))
+}
+
+/// Sets the headers from `token` (and, for a DPoP token, a proof made with `source`'s key).
+fn authorize<B, E>(
+    req: &mut Request<B>,
+    token: &AccessToken,
+    source: &ClientCredentials,
+) -> Result<(), AddBearerError<E>> {
+    match token.token_type() {
+        TokenType::Bearer => {}
+        TokenType::DPoP => {
+            let Some(key) = source.dpop_key() else {
+                return Err(AddBearerError::UnsupportedTokenType(TokenType::DPoP));
+            };
+            let url = proof_url(req.uri()).ok_or(AddBearerError::RelativeUri)?;
+            let proof = key
+                .proof(req.method().as_str(), &url, Some(token.secret()), None)
+                .map_err(AddBearerError::DpopProof)?;
+            // A compact JWS (base64url and dots) is always a valid header value.
+            let mut value = HeaderValue::try_from(proof).map_err(|_| {
+                AddBearerError::DpopProof(BuildError::Invalid(
+                    "the DPoP proof is not a valid header value".into(),
+                ))
+            })?;
+            value.set_sensitive(true);
+            req.headers_mut().insert(DPOP, value);
+        }
+        other => return Err(AddBearerError::UnsupportedTokenType(other)),
     }
     // The source only accepts b64token syntax, which is always a valid header value.
     let mut value = HeaderValue::from_str(&token.authorization())
@@ -196,7 +283,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         if let Some(token) = self.source.cached() {
-            let state = match authorize(&mut req, &token) {
+            let state = match authorize(&mut req, &token, &self.source) {
                 Ok(()) => State::Calling {
                     future: self.inner.call(req),
                 },
@@ -214,6 +301,7 @@ where
                     fetch: Box::pin(async move { source.token().await }),
                     request: Some(req),
                     service: ready,
+                    source: self.source.clone(),
                 }),
             },
         }
@@ -227,6 +315,8 @@ struct Pending<S, B> {
     fetch: TokenFuture,
     request: Option<Request<B>>,
     service: S,
+    /// For the DPoP key.
+    source: ClientCredentials,
 }
 
 pin_project! {
@@ -283,12 +373,13 @@ where
                         fetch,
                         request,
                         service,
+                        source,
                     } = &mut **pending;
                     let outcome = ready!(fetch.as_mut().poll(cx));
                     let mut req = request.take().expect("future polled after completion");
                     let next = match outcome
                         .map_err(AddBearerError::Token)
-                        .and_then(|token| authorize(&mut req, &token))
+                        .and_then(|token| authorize(&mut req, &token, source))
                     {
                         Ok(()) => State::Calling {
                             future: service.call(req),
@@ -344,5 +435,67 @@ mod tests {
         );
         assert!(text.contains("token endpoint unreachable"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn proof_urls_are_absolute_without_userinfo_or_query() {
+        let url = |u: &str| proof_url(&u.parse::<Uri>().unwrap());
+        assert_eq!(
+            url("https://api.example:8443/orders?page=2").as_deref(),
+            Some("https://api.example:8443/orders")
+        );
+        assert_eq!(
+            url("http://user:pw@127.0.0.1:9/a/b").as_deref(),
+            Some("http://127.0.0.1:9/a/b")
+        );
+        assert_eq!(url("/orders"), None);
+        assert_eq!(url("api.example:443"), None);
+    }
+
+    #[tokio::test]
+    async fn a_dpop_token_without_a_key_is_not_sent() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A token endpoint that issues a `DPoP` token to a client that sent no proof.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !request.ends_with(b"grant_type=client_credentials") {
+                let n = conn.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "connection closed early");
+                request.extend_from_slice(&chunk[..n]);
+            }
+            let body = r#"{"access_token":"t","token_type":"DPoP"}"#;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(response.as_bytes()).await.unwrap();
+        });
+        let source = ClientCredentials::builder(url, ClientAuth::secret_basic("c", "s"))
+            .build()
+            .unwrap();
+        let inner = tower::service_fn(|_req: Request<String>| async {
+            panic!("the inner service must not be called");
+            #[allow(unreachable_code)]
+            Ok::<_, std::convert::Infallible>(())
+        });
+        let mut svc = ClientCredentialsLayer::new(source).layer(inner);
+        let err = svc
+            .call(
+                Request::get("http://api.example/")
+                    .body(String::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AddBearerError::UnsupportedTokenType(TokenType::DPoP)),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("no key to prove"), "{err}");
+        server.await.unwrap();
     }
 }

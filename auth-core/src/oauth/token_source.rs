@@ -21,6 +21,12 @@
 //! - Answers are parsed strictly (RFC 6749 section 5.1 and 5.2) with a size limit; error texts
 //!   never contain a token, a refresh token or a client secret, and [`AccessToken`]'s `Debug`
 //!   output is redacted.
+//! - With [`ClientCredentialsBuilder::dpop`] the source obtains DPoP-bound tokens (RFC 9449
+//!   section 5): every token request carries a `DPoP` proof made with the client's key, a
+//!   server's `use_dpop_nonce` refusal is retried once with the nonce it sent, and the latest
+//!   `DPoP-Nonce` is remembered for later requests (section 8). Such a source accepts only
+//!   `token_type: DPoP` answers; [`ClientCredentials::dpop_key`] hands the key to whoever sends
+//!   the token (auth-tower's `ClientCredentialsLayer` makes a proof per request).
 //!
 //! One source serves one set of token parameters (scope, resources, audience). A client that
 //! calls several APIs needing different tokens builds one source per target; the sources can
@@ -51,6 +57,7 @@
 //! ```
 
 use crate::credentials::Credentials;
+use crate::dpop::DpopKey;
 use crate::error::BuildError;
 use crate::oauth::client_auth::{ClientAuth, encode_form};
 use crate::oauth::metadata::AuthorizationServer;
@@ -76,6 +83,8 @@ const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 const MAX_TOKEN_LEN: usize = 16 * 1024 - 16;
 /// Longest `error_description` kept from an error answer.
 const MAX_DESCRIPTION_LEN: usize = 256;
+/// Longest `DPoP-Nonce` kept from an answer.
+const MAX_NONCE_LEN: usize = 512;
 
 /// The `token_type` of an access token (RFC 6749 section 7.1), matched case-insensitively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,8 +92,9 @@ const MAX_DESCRIPTION_LEN: usize = 256;
 pub enum TokenType {
     /// `Bearer` (RFC 6750).
     Bearer,
-    /// `DPoP` (RFC 9449): the token must be sent with a DPoP proof, which this source does not
-    /// make; a server issues such tokens only to clients that send proofs.
+    /// `DPoP` (RFC 9449): the token is bound to the client's key and must be sent with a
+    /// DPoP proof for each request. A server issues such tokens only to clients that send
+    /// proofs: sources built with [`ClientCredentialsBuilder::dpop`].
     DPoP,
 }
 
@@ -252,6 +262,16 @@ pub enum FetchError {
     /// cannot be signed).
     #[error("client authentication: {0}")]
     ClientAuth(String),
+    /// The DPoP proof of the request could not be made (signing failed, no randomness).
+    #[error("DPoP proof: {0}")]
+    DpopProof(String),
+    /// A source configured with a DPoP key ([`ClientCredentialsBuilder::dpop`]) received a
+    /// token of another type: the server ignored the proof and issued an unbound token. It is
+    /// refused rather than sent as a bearer token the client meant to be bound.
+    #[error(
+        "the token endpoint issued a `{0}` token to a DPoP client (it ignored the DPoP proof); refused"
+    )]
+    NotDpopBound(TokenType),
 }
 
 impl FetchError {
@@ -317,6 +337,7 @@ pub struct ClientCredentialsBuilder {
     config: Config,
     client: Option<reqwest::Client>,
     allow_http: bool,
+    dpop: Option<Arc<DpopKey>>,
 }
 
 #[derive(Debug, Clone)]
@@ -351,6 +372,7 @@ impl fmt::Debug for ClientCredentialsBuilder {
             .field("resources", &self.resources)
             .field("audience", &self.audience)
             .field("config", &self.config)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -438,6 +460,22 @@ impl ClientCredentialsBuilder {
         self
     }
 
+    /// Obtains DPoP-bound tokens (RFC 9449) for `key`: every request to the token endpoint
+    /// (client credentials and refresh grants) carries a `DPoP` header with a fresh proof for
+    /// `POST <token endpoint>`. When the server answers `400 use_dpop_nonce` with a
+    /// `DPoP-Nonce` header, the request is retried once with that nonce in the proof; the
+    /// latest nonce the server sent is used for later requests (RFC 9449 section 8).
+    ///
+    /// The source then accepts only `token_type: DPoP` answers: a server that ignores the
+    /// proof and issues a bearer token makes the request fail with
+    /// [`FetchError::NotDpopBound`], so that a token the client meant to be bound is never sent
+    /// unbound. The key is shared (an `Arc`) with whatever sends the token
+    /// ([`ClientCredentials::dpop_key`]), which must make a proof for each request.
+    pub fn dpop(mut self, key: impl Into<Arc<DpopKey>>) -> Self {
+        self.dpop = Some(key.into());
+        self
+    }
+
     /// Allows a plain `http://` token endpoint on hosts other than loopback. The client's
     /// credentials and the tokens would travel in clear text: only for closed networks.
     pub fn dangerous_allow_http(mut self) -> Self {
@@ -489,6 +527,7 @@ impl ClientCredentialsBuilder {
         let assertion_audience = self.assertion_audience.unwrap_or_else(|| endpoint.clone());
         Ok(ClientCredentials {
             inner: Arc::new(Inner {
+                htu: endpoint_htu(&endpoint),
                 endpoint,
                 assertion_audience,
                 auth: self.auth,
@@ -503,6 +542,8 @@ impl ClientCredentialsBuilder {
                 requests: AtomicU64::new(0),
                 refresher: AtomicBool::new(false),
                 stop: Arc::new(tokio::sync::Notify::new()),
+                dpop: self.dpop,
+                dpop_nonce: Mutex::new(None),
             }),
         })
     }
@@ -574,6 +615,8 @@ pub struct ClientCredentials {
 
 struct Inner {
     endpoint: String,
+    /// The endpoint as the `htu` of DPoP proofs.
+    htu: String,
     assertion_audience: String,
     auth: ClientAuth,
     scope: Option<String>,
@@ -589,6 +632,10 @@ struct Inner {
     requests: AtomicU64,
     refresher: AtomicBool,
     stop: Arc<tokio::sync::Notify>,
+    /// The key of DPoP proofs, when tokens are DPoP-bound.
+    dpop: Option<Arc<DpopKey>>,
+    /// The latest `DPoP-Nonce` of the token endpoint.
+    dpop_nonce: Mutex<Option<String>>,
 }
 
 impl Drop for Inner {
@@ -642,6 +689,7 @@ impl fmt::Debug for ClientCredentials {
             .field("client_id", &i.auth.client_id())
             .field("scope", &i.scope)
             .field("resources", &i.resources)
+            .field("dpop", &i.dpop)
             .field("token", &self.current())
             .field("requests", &self.request_count())
             .finish_non_exhaustive()
@@ -677,6 +725,7 @@ impl ClientCredentials {
             config: Config::default(),
             client: None,
             allow_http: false,
+            dpop: None,
         }
     }
 
@@ -746,6 +795,13 @@ impl ClientCredentials {
         self.inner.auth.client_id()
     }
 
+    /// The DPoP key the tokens are bound to, when the source was built with
+    /// [`ClientCredentialsBuilder::dpop`]: a request sending one of its tokens needs a proof
+    /// made with it ([`DpopKey::proof`] with the token as `access_token`).
+    pub fn dpop_key(&self) -> Option<&DpopKey> {
+        self.inner.dpop.as_deref()
+    }
+
     /// Starts the background refresh: it fetches a token at once when none is held, then
     /// refreshes each token ahead of its expiry, retrying failures with backoff. The task
     /// stops when the last clone of the source is dropped (or when the handle is aborted).
@@ -801,6 +857,7 @@ async fn refresh_loop(weak: Weak<Inner>, stop: Arc<tokio::sync::Notify>) {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Grant<'a> {
     ClientCredentials,
     Refresh(&'a Secret),
@@ -954,8 +1011,14 @@ impl Inner {
                 Ok(answer) => return Ok((answer, true)),
                 // The refresh token expired, was revoked, or the client may not use the grant:
                 // the refresh token is useless, the client credentials still work. A refused
-                // client (`invalid_client`) would be refused again: report it.
-                Err(FetchError::Refused(e)) if e.code() != "invalid_client" => {
+                // client (`invalid_client`) would be refused again, and a refused DPoP proof
+                // says nothing about the refresh token: report those.
+                Err(FetchError::Refused(e))
+                    if !matches!(
+                        e.code(),
+                        "invalid_client" | "use_dpop_nonce" | "invalid_dpop_proof"
+                    ) =>
+                {
                     tracing::debug!(target: "auth::oauth", error = %e, "refresh token refused; using the client credentials grant");
                     self.status().refresh_token = None;
                 }
@@ -967,7 +1030,57 @@ impl Inner {
             .map(|answer| (answer, false))
     }
 
+    /// One grant. With DPoP: a proof with the latest nonce, one retry when the server asks
+    /// for another nonce (`use_dpop_nonce`), and only `DPoP` tokens accepted.
     async fn post(&self, grant: Grant<'_>) -> Result<TokenResponse, FetchError> {
+        let Some(key) = &self.dpop else {
+            let (status, body, _) = self.send(grant, None).await?;
+            return parse_answer(status, &body);
+        };
+        let mut nonce = self
+            .dpop_nonce
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut retried = false;
+        loop {
+            let proof = key
+                .proof("POST", &self.htu, None, nonce.as_deref())
+                .map_err(|e| FetchError::DpopProof(e.to_string()))?;
+            let (status, body, new_nonce) = self.send(grant, Some(&proof)).await?;
+            if let Some(n) = &new_nonce {
+                *self
+                    .dpop_nonce
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(n.clone());
+            }
+            match parse_answer(status, &body) {
+                Err(FetchError::Refused(e))
+                    if e.code() == "use_dpop_nonce" && new_nonce.is_some() && !retried =>
+                {
+                    tracing::debug!(
+                        target: "auth::oauth",
+                        client_id = self.auth.client_id(),
+                        "the token endpoint asked for a DPoP nonce; retrying with it"
+                    );
+                    retried = true;
+                    nonce = new_nonce;
+                }
+                Ok(answer) if answer.token_type != TokenType::DPoP => {
+                    return Err(FetchError::NotDpopBound(answer.token_type));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends one request of `grant` (with the `DPoP` header `proof`, when given): the answer's
+    /// status, body and valid `DPoP-Nonce` header.
+    async fn send(
+        &self,
+        grant: Grant<'_>,
+        proof: Option<&str>,
+    ) -> Result<(u16, Vec<u8>, Option<String>), FetchError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut form: Vec<(&'static str, String)> = Vec::with_capacity(8);
         match grant {
@@ -994,6 +1107,10 @@ impl Inner {
             .post(&self.endpoint)
             .timeout(timeout)
             .header(reqwest::header::ACCEPT, "application/json");
+        let req = match proof {
+            Some(proof) => req.header("dpop", proof),
+            None => req,
+        };
         let req = self
             .auth
             .apply(req, &mut form, &self.assertion_audience)
@@ -1010,13 +1127,41 @@ impl Inner {
         let read = async {
             let resp = send.await.map_err(|e| http_error(e, timeout))?;
             let status = resp.status().as_u16();
+            let nonce = resp
+                .headers()
+                .get("dpop-nonce")
+                .and_then(|v| v.to_str().ok())
+                .filter(|n| valid_nonce(n))
+                .map(str::to_owned);
             let body = read_limited(resp, self.config.max_body, timeout).await?;
-            Ok::<_, FetchError>((status, body))
+            Ok::<_, FetchError>((status, body, nonce))
         };
-        let (status, body) = tokio::time::timeout(timeout + Duration::from_millis(100), read)
+        tokio::time::timeout(timeout + Duration::from_millis(100), read)
             .await
-            .map_err(|_| FetchError::Timeout(timeout))??;
-        parse_answer(status, &body)
+            .map_err(|_| FetchError::Timeout(timeout))?
+    }
+}
+
+/// RFC 9449 section 8: `nonce = 1*NQCHAR` (here with a length limit).
+fn valid_nonce(nonce: &str) -> bool {
+    !nonce.is_empty()
+        && nonce.len() <= MAX_NONCE_LEN
+        && nonce
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// The `htu` of proofs for the token endpoint: its URL without userinfo, query or fragment.
+fn endpoint_htu(endpoint: &str) -> String {
+    match reqwest::Url::parse(endpoint) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => endpoint.to_owned(),
     }
 }
 
@@ -1440,11 +1585,32 @@ mod tests {
         answers: Vec<(u16, String)>,
         delay: Duration,
     ) -> (String, Arc<Mutex<Vec<String>>>) {
+        let answers = answers
+            .into_iter()
+            .map(|(status, body)| (status, body, String::new()))
+            .collect();
+        let (url, bodies, _) = scripted_with_headers(answers, delay).await;
+        (url, bodies)
+    }
+
+    /// [`scripted`] with extra answer header lines (`name: value\r\n` each), also recording
+    /// each request's `DPoP` header.
+    #[allow(clippy::type_complexity)]
+    async fn scripted_with_headers(
+        answers: Vec<(u16, String, String)>,
+        delay: Duration,
+    ) -> (
+        String,
+        Arc<Mutex<Vec<String>>>,
+        Arc<Mutex<Vec<Option<String>>>>,
+    ) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/token", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::<String>::new()));
+        let proofs = Arc::new(Mutex::new(Vec::<Option<String>>::new()));
         let seen = bodies.clone();
+        let seen_proofs = proofs.clone();
         tokio::spawn(async move {
             loop {
                 let (mut conn, _) = listener.accept().await.unwrap();
@@ -1468,21 +1634,27 @@ mod tests {
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 let body = String::from_utf8(buf[head_end..].to_vec()).unwrap();
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                seen_proofs.lock().unwrap().push(head.lines().find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("dpop")
+                        .then(|| value.trim().to_owned())
+                }));
                 let index = {
                     let mut b = seen.lock().unwrap();
                     b.push(body);
                     b.len() - 1
                 };
-                let (status, answer) = answers[index.min(answers.len() - 1)].clone();
+                let (status, answer, extra) = answers[index.min(answers.len() - 1)].clone();
                 tokio::time::sleep(delay).await;
                 let response = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n{answer}",
                     answer.len()
                 );
                 let _ = conn.write_all(response.as_bytes()).await;
             }
         });
-        (url, bodies)
+        (url, bodies, proofs)
     }
 
     fn ok(body: &str) -> (u16, String) {
@@ -1634,5 +1806,181 @@ mod tests {
         // Within the backoff (1 s by default) the answer is immediate, with no request.
         assert!(source.token().await.is_err());
         assert_eq!(bodies.lock().unwrap().len(), 1);
+    }
+
+    /// The claims of a DPoP proof (not verified: the tests check what the client sent).
+    fn proof_claims(proof: &str) -> serde_json::Value {
+        use base64::Engine as _;
+        let payload = proof.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn dpop_key() -> Arc<DpopKey> {
+        Arc::new(DpopKey::generate(jsonwebtoken::Algorithm::ES256).unwrap())
+    }
+
+    #[tokio::test]
+    async fn dpop_nonce_is_retried_once_and_the_latest_kept() {
+        let nonce_answer = |n: &str| {
+            (
+                400,
+                r#"{"error":"use_dpop_nonce","error_description":"nonce required"}"#.to_owned(),
+                format!("DPoP-Nonce: {n}\r\n"),
+            )
+        };
+        let (url, bodies, proofs) = scripted_with_headers(
+            vec![
+                nonce_answer("n-1"),
+                (
+                    200,
+                    r#"{"access_token":"t1","token_type":"DPoP","expires_in":60,"refresh_token":"r1"}"#
+                        .to_owned(),
+                    "dpop-nonce: n-2\r\n".to_owned(),
+                ),
+                (
+                    200,
+                    r#"{"access_token":"t2","token_type":"DPoP","expires_in":60}"#.to_owned(),
+                    String::new(),
+                ),
+            ],
+            Duration::ZERO,
+        )
+        .await;
+        let key = dpop_key();
+        let source = fast(&url, ClientAuth::secret_basic("svc", "s"))
+            .dpop(key.clone())
+            .build()
+            .unwrap();
+        assert_eq!(source.dpop_key().unwrap().jkt(), key.jkt());
+        let token = source.token().await.unwrap();
+        assert_eq!(token.secret(), "t1");
+        assert_eq!(token.token_type(), TokenType::DPoP);
+        assert_eq!(source.request_count(), 2, "exactly one retry");
+
+        // A refresh grant later: with a proof carrying the latest nonce (from the success).
+        force_due(&source);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(source.token().await.unwrap().secret(), "t2");
+        assert_eq!(
+            bodies.lock().unwrap()[2],
+            "grant_type=refresh_token&refresh_token=r1"
+        );
+
+        let proofs = proofs.lock().unwrap();
+        assert_eq!(proofs.len(), 3);
+        let claims: Vec<_> = proofs
+            .iter()
+            .map(|p| proof_claims(p.as_deref().unwrap()))
+            .collect();
+        for c in &claims {
+            assert_eq!(c["htm"], "POST");
+            assert_eq!(c["htu"], url.as_str());
+            assert!(
+                c.get("ath").is_none(),
+                "no access token at the token endpoint"
+            );
+        }
+        assert!(claims[0].get("nonce").is_none());
+        assert_eq!(claims[1]["nonce"], "n-1");
+        assert_eq!(claims[2]["nonce"], "n-2");
+        assert_ne!(
+            claims[0]["jti"], claims[1]["jti"],
+            "a fresh proof per request"
+        );
+    }
+
+    #[tokio::test]
+    async fn dpop_nonce_refusals_are_retried_only_once() {
+        let (url, _, proofs) = scripted_with_headers(
+            vec![(
+                400,
+                r#"{"error":"use_dpop_nonce"}"#.to_owned(),
+                "DPoP-Nonce: again\r\n".to_owned(),
+            )],
+            Duration::ZERO,
+        )
+        .await;
+        let source = fast(&url, ClientAuth::none("svc"))
+            .dpop(dpop_key())
+            .build()
+            .unwrap();
+        let err = source.token().await.unwrap_err();
+        assert_eq!(err.last_error().error_code(), Some("use_dpop_nonce"));
+        assert_eq!(proofs.lock().unwrap().len(), 2);
+
+        // Without a (valid) nonce header there is nothing to retry with.
+        let (url, _, proofs) = scripted_with_headers(
+            vec![(
+                400,
+                r#"{"error":"use_dpop_nonce"}"#.to_owned(),
+                "DPoP-Nonce: not valid\r\n".to_owned(),
+            )],
+            Duration::ZERO,
+        )
+        .await;
+        let source = fast(&url, ClientAuth::none("svc"))
+            .dpop(dpop_key())
+            .build()
+            .unwrap();
+        assert!(source.token().await.is_err());
+        assert_eq!(proofs.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_dpop_source_refuses_bearer_tokens() {
+        let (url, _, proofs) = scripted_with_headers(
+            vec![(
+                200,
+                r#"{"access_token":"SECRETTOKEN","token_type":"Bearer"}"#.to_owned(),
+                String::new(),
+            )],
+            Duration::ZERO,
+        )
+        .await;
+        let source = fast(&url, ClientAuth::none("svc"))
+            .dpop(dpop_key())
+            .build()
+            .unwrap();
+        let err = source.token().await.unwrap_err();
+        assert_eq!(
+            *err.last_error(),
+            FetchError::NotDpopBound(TokenType::Bearer)
+        );
+        let text = err.to_string();
+        assert!(text.contains("ignored the DPoP proof"), "{text}");
+        assert!(!text.contains("SECRETTOKEN"), "{text}");
+        assert!(source.last_token().is_none(), "the token is not kept");
+        assert!(proofs.lock().unwrap()[0].is_some());
+
+        // Without a DPoP key no proof is sent.
+        let (url, _, proofs) = scripted_with_headers(
+            vec![(
+                200,
+                r#"{"access_token":"t","token_type":"Bearer"}"#.to_owned(),
+                String::new(),
+            )],
+            Duration::ZERO,
+        )
+        .await;
+        let source = fast(&url, ClientAuth::none("svc")).build().unwrap();
+        assert!(source.dpop_key().is_none());
+        source.token().await.unwrap();
+        assert_eq!(proofs.lock().unwrap().as_slice(), [None]);
+    }
+
+    #[test]
+    fn dpop_helpers() {
+        assert!(valid_nonce("abc-._~!#$%&'()*+,/:;<=>?@[]^`{|}"));
+        for bad in ["", "a b", "a\"b", "a\\b", "é"] {
+            assert!(!valid_nonce(bad), "{bad}");
+        }
+        assert!(!valid_nonce(&"a".repeat(MAX_NONCE_LEN + 1)));
+        assert_eq!(
+            endpoint_htu("https://user:pw@as.example/oauth/token?x=1#f"),
+            "https://as.example/oauth/token"
+        );
     }
 }
