@@ -162,12 +162,16 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// The entries are looked up on every request: a fast hasher, randomly seeded per process (the
+/// keys are tokens' claims, which a caller chooses, so collisions must not be aimable).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Maps {
-    jtis: HashMap<Box<str>, i64>,
-    tokens: HashMap<[u8; 32], i64>,
+    jtis: Map<Box<str>, i64>,
+    tokens: Map<[u8; 32], i64>,
     /// subject -> (latest cut-off, expiry of the entry)
-    subjects: HashMap<Box<str>, (i64, i64)>,
+    subjects: Map<Box<str>, (i64, i64)>,
 }
 
 impl Maps {
