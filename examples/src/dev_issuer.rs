@@ -165,9 +165,14 @@ impl StoreLocation {
                     source,
                 })?;
             }
-            Ok(Arc::new(
-                SqliteStore::connect(url).await.map_err(store_err)?,
-            ))
+            let store = SqliteStore::connect(url).await.map_err(store_err)?;
+            // The store now holds private keys: a database made before (by `keys`, or an
+            // older demo) may be readable by others.
+            restrict_to_owner(Path::new(file)).map_err(|source| DevIssuerError::Io {
+                path: file.into(),
+                source,
+            })?;
+            Ok(Arc::new(store))
         } else if crate::keys::is_postgres(url) {
             let store = match &self.schema {
                 Some(schema) => PostgresStore::connect_with_schema(url, schema).await,
@@ -180,6 +185,25 @@ impl StoreLocation {
             ))
         }
     }
+}
+
+/// Makes a SQLite database and its WAL files readable by their owner only (Unix).
+fn restrict_to_owner(db: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -399,6 +423,45 @@ mod tests {
             "longer than the longest token lifetime"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The store holds private keys: its files are the owner's only, also when a database
+    /// created before (readable by others) is reused.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_sqlite_store_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = temp_dir("private");
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("auth.db");
+        std::fs::write(&db, b"").unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = StoreLocation::for_token(None, None, &dir)
+            .open()
+            .await
+            .unwrap();
+        DevIssuer::open(store, &dir, "http://127.0.0.1:1", RotationPolicy::never())
+            .await
+            .unwrap();
+        for name in ["auth.db", "auth.db-wal", "auth.db-shm"] {
+            let Ok(meta) = std::fs::metadata(dir.join(name)) else {
+                continue;
+            };
+            assert_eq!(meta.permissions().mode() & 0o077, 0, "{name}");
+        }
+        let fresh = temp_dir("fresh");
+        std::fs::create_dir_all(&fresh).unwrap();
+        let url = format!("sqlite://{}/new.db", fresh.display());
+        auth_core::apikey::sql::SqliteStore::connect(&url)
+            .await
+            .unwrap();
+        let mode = std::fs::metadata(fresh.join("new.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "a new database is created private");
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&fresh).unwrap();
     }
 
     #[test]

@@ -618,6 +618,23 @@ mod postgres_sql {
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
+/// Creates `path` as an empty file readable by its owner only, unless it exists.
+#[cfg(feature = "sqlite")]
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
@@ -633,12 +650,21 @@ mod sqlite {
     impl SqliteStore {
         /// Opens (creating it when missing) the database at `url`, such as
         /// `sqlite://./.auth-demo/auth.db?mode=rwc`, in WAL mode, and applies the migrations.
+        ///
+        /// A database file it creates is readable by its owner only (mode 0600 on Unix; SQLite
+        /// gives its WAL files the same mode): it holds key hashes and, with
+        /// [`rotation`](crate::rotation), private signing keys.
         pub async fn connect(url: &str) -> Result<Self, StoreError> {
             let op = "connecting to SQLite";
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|e| backend(op, e))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal);
+            let file = options.get_filename();
+            if !url.contains("mode=memory") && file != std::path::Path::new(":memory:") {
+                // Errors (a missing directory) are left to SQLite to report.
+                let _ = create_private(file);
+            }
             let pool = SqlitePoolOptions::new()
                 .connect_with(options)
                 .await
