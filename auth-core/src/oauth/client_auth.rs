@@ -143,7 +143,13 @@ impl ClientAuth {
                 Ok(req)
             }
             Kind::SecretBasic(secret) => {
-                Ok(req.header(reqwest::header::AUTHORIZATION, basic_header(id, secret)))
+                let mut value = reqwest::header::HeaderValue::try_from(basic_header(id, secret))
+                    .map_err(|_| {
+                        BuildError::Invalid("the Basic credentials are not a header value".into())
+                    })?;
+                // Never indexed by HPACK, hidden in reqwest's Debug output.
+                value.set_sensitive(true);
+                Ok(req.header(reqwest::header::AUTHORIZATION, value))
             }
             Kind::SecretPost(secret) => {
                 form.push(("client_id", id.clone()));
@@ -249,7 +255,9 @@ mod tests {
         let req = ClientAuth::secret_basic("c", "s")
             .apply(client.post(url), &mut form, url)
             .unwrap();
-        assert_eq!(parts(req).headers()["authorization"], "Basic Yzpz");
+        let basic = parts(req);
+        assert_eq!(basic.headers()["authorization"], "Basic Yzpz");
+        assert!(basic.headers()["authorization"].is_sensitive());
         assert!(form.is_empty());
 
         let mut form = Vec::new();
