@@ -536,7 +536,8 @@ fn validate(
     Ok(exp)
 }
 
-fn strings(v: Option<&Value>, name: &'static str) -> Result<Vec<String>, TokenError> {
+/// A space-separated string or an array of strings (`scope`, `aud`, roles).
+pub(crate) fn strings(v: Option<&Value>, name: &'static str) -> Result<Vec<String>, TokenError> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) => Ok(s.split_ascii_whitespace().map(str::to_owned).collect()),
@@ -593,52 +594,47 @@ fn principal(
     if let Some(exp) = exp {
         b = b.expires_at(exp);
     }
-    match certificate_binding(&claims)? {
+    let cnf = confirmation(&claims)?;
+    match cnf.certificate {
         Some(thumbprint) => b = b.bound_to_certificate(thumbprint),
         None if cfg.require_binding => return Err(TokenError::MissingClaim("cnf")),
         None => {}
     }
-    if let Some(jkt) = dpop_binding(&claims)? {
+    if let Some(jkt) = cnf.dpop_key {
         b = b.bound_to_dpop_key(jkt);
     }
     Ok(b.claims(claims).build())
 }
 
-/// The RFC 7638 SHA-256 key thumbprint of `cnf.jkt` (RFC 9449 6.1), if the token is DPoP-bound:
-/// base64url without padding, exactly 32 bytes.
-fn dpop_binding(claims: &Claims) -> Result<Option<[u8; 32]>, TokenError> {
-    let Some(jkt) = claims
-        .get("cnf")
-        .and_then(Value::as_object)
-        .and_then(|cnf| cnf.get("jkt"))
-    else {
-        return Ok(None);
-    };
-    let text = jkt.as_str().ok_or(TokenError::InvalidClaim("cnf"))?;
-    let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text)
-        .map_err(|_| TokenError::InvalidClaim("cnf"))?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map(Some)
-        .map_err(|_| TokenError::InvalidClaim("cnf"))
+/// The confirmation thumbprints of a token's `cnf` claim: what it is bound to.
+#[derive(Debug, Default)]
+pub(crate) struct Confirmation {
+    /// RFC 8705 `x5t#S256`: the SHA-256 of the client certificate.
+    pub(crate) certificate: Option<[u8; 32]>,
+    /// RFC 9449 `jkt`: the RFC 7638 SHA-256 thumbprint of the DPoP key.
+    pub(crate) dpop_key: Option<[u8; 32]>,
 }
 
-/// The SHA-256 certificate thumbprint of `cnf.x5t#S256` (RFC 8705), if the token is bound:
-/// base64url without padding, exactly 32 bytes.
-fn certificate_binding(claims: &Claims) -> Result<Option<[u8; 32]>, TokenError> {
+/// Reads `cnf` (of a JWT, or of an introspection answer): an object whose `x5t#S256` and `jkt`
+/// members, when present, are base64url without padding of exactly 32 bytes.
+pub(crate) fn confirmation(claims: &Claims) -> Result<Confirmation, TokenError> {
     let Some(cnf) = claims.get("cnf") else {
-        return Ok(None);
+        return Ok(Confirmation::default());
     };
-    let Some(x5t) = cnf
-        .as_object()
-        .ok_or(TokenError::InvalidClaim("cnf"))?
-        .get("x5t#S256")
-    else {
-        return Ok(None);
+    let cnf = cnf.as_object().ok_or(TokenError::InvalidClaim("cnf"))?;
+    let thumbprint = |name: &str| -> Result<Option<[u8; 32]>, TokenError> {
+        let Some(v) = cnf.get(name) else {
+            return Ok(None);
+        };
+        let text = v.as_str().ok_or(TokenError::InvalidClaim("cnf"))?;
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text)
+            .map_err(|_| TokenError::InvalidClaim("cnf"))?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map(Some)
+            .map_err(|_| TokenError::InvalidClaim("cnf"))
     };
-    let text = x5t.as_str().ok_or(TokenError::InvalidClaim("cnf"))?;
-    let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text)
-        .map_err(|_| TokenError::InvalidClaim("cnf"))?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map(Some)
-        .map_err(|_| TokenError::InvalidClaim("cnf"))
+    Ok(Confirmation {
+        certificate: thumbprint("x5t#S256")?,
+        dpop_key: thumbprint("jkt")?,
+    })
 }

@@ -65,10 +65,8 @@ use crate::cache::TokenCache;
 use crate::clock::{Clock, SystemClock};
 use crate::credentials::Credentials;
 use crate::error::{AuthError, BuildError, TokenError};
-use crate::jwt::Jwt;
+use crate::jwt::{Jwt, confirmation, strings};
 use crate::principal::{AuthMethod, Claims, Principal};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -654,42 +652,14 @@ fn principal(
     if let Some(exp) = exp {
         b = b.expires_at(exp);
     }
-    if let Some(cnf) = answer.get("cnf") {
-        let cnf = cnf.as_object().ok_or(TokenError::InvalidClaim("cnf"))?;
-        if let Some(x5t) = cnf.get("x5t#S256") {
-            b = b.bound_to_certificate(thumbprint(x5t)?);
-        }
-        if let Some(jkt) = cnf.get("jkt") {
-            b = b.bound_to_dpop_key(thumbprint(jkt)?);
-        }
+    let cnf = confirmation(&claims)?;
+    if let Some(x5t) = cnf.certificate {
+        b = b.bound_to_certificate(x5t);
+    }
+    if let Some(jkt) = cnf.dpop_key {
+        b = b.bound_to_dpop_key(jkt);
     }
     Ok(b.claims(claims).build())
-}
-
-/// A base64url SHA-256 thumbprint (exactly 32 bytes).
-fn thumbprint(v: &Value) -> Result<[u8; 32], TokenError> {
-    let bad = TokenError::InvalidClaim("cnf");
-    let bytes = URL_SAFE_NO_PAD
-        .decode(v.as_str().ok_or(bad.clone())?)
-        .map_err(|_| bad.clone())?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| bad)
-}
-
-/// A space-separated string or an array of strings.
-fn strings(v: Option<&Value>, name: &'static str) -> Result<Vec<String>, TokenError> {
-    match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(s.split_ascii_whitespace().map(str::to_owned).collect()),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| {
-                x.as_str()
-                    .map(str::to_owned)
-                    .ok_or(TokenError::InvalidClaim(name))
-            })
-            .collect(),
-        Some(_) => Err(TokenError::InvalidClaim(name)),
-    }
 }
 
 /// Bearer tokens of both kinds: a token shaped like a compact JWS (exactly two dots) is
@@ -761,6 +731,8 @@ impl Authenticator for JwtOrOpaque {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
 
     const NOW: i64 = 1_700_000_000;
